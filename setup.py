@@ -1,0 +1,73 @@
+"""PriorDepth: an ament_python package (``priordepth_ros``) that also installs with plain pip.
+
+The ROS-free library ``priordepth_core`` and the dataset/rosbag converters ``rosbag_tools`` ship in the same
+distribution so that ``colcon build`` on a ROS machine and ``pip install .`` elsewhere give the same code.
+"""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE_NAME = "priordepth_ros"
+
+INSTALL_REQUIRES = [
+    "numpy>=1.24",
+    "torch>=2.1",
+    "kornia>=0.7",
+    "opencv-python-headless>=4.8",
+    "pyyaml>=6.0",
+    "tqdm>=4.60",
+    "tensorboard>=2.14",
+    "scikit-image>=0.21",
+    "pillow>=9.0",
+    "matplotlib>=3.7",
+    "moderngl>=5.8",
+    "evo>=1.20",
+    "rosbags>=0.9.20",
+    "rosbags-image>=0.9",
+]
+
+EXTRAS_REQUIRE = {
+    # The ROS 2 Jazzy client libraries as published on PyPI; on a ROS machine these come from the distro instead.
+    "ros": [
+        "ros-jazzy-rclpy[fastrtps]",
+        "ros-jazzy-sensor-msgs",
+        "ros-jazzy-nav-msgs",
+        "ros-jazzy-geometry-msgs",
+        "ros-jazzy-std-msgs",
+        "ros-jazzy-visualization-msgs",
+        "ros-jazzy-diagnostic-msgs",
+    ],
+    "export": [
+        "onnx>=1.15",
+        "onnxscript>=0.1",
+        "onnxruntime>=1.17",
+    ],
+    "dev": [
+        "pytest>=7.4",
+        "pytest-timeout>=2.2",
+        "ruff>=0.4",
+    ],
+}
+
+setup(
+    name=PACKAGE_NAME,
+    version="0.1.0",
+    description="Self-supervised monocular depth and keypoint-based differentiable ego-motion, with a ROS 2 node.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["priordepth_core*", "priordepth_ros*", "rosbag_tools*"]),
+    package_data={"priordepth_core": ["assets/*"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
+        (f"share/{PACKAGE_NAME}", ["package.xml"]),
+        (f"share/{PACKAGE_NAME}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE_NAME}/config", glob("config/*.yaml") + glob("config/*.xml") + glob("config/*.rviz")),
+    ],
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    zip_safe=True,
+    entry_points={"console_scripts": []},
+)
