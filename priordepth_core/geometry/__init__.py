@@ -24,6 +24,7 @@ from .se3 import (
     so3_log,
     translation_direction_error_deg,
 )
+from .warp import pixels_to_grid, reproject_pixels, warp_image
 
 __all__ = [
     "backproject_depth",
@@ -32,8 +33,10 @@ __all__ = [
     "invert_transform",
     "make_transform",
     "pixel_grid",
+    "pixels_to_grid",
     "pose_vector_to_transform",
     "project_points",
+    "reproject_pixels",
     "resize_intrinsics",
     "rotation_angle",
     "rotation_error_deg",
@@ -46,4 +49,5 @@ __all__ = [
     "transform_points",
     "translation_direction_error_deg",
     "unproject_points",
+    "warp_image",
 ]

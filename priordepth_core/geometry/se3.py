@@ -29,7 +29,9 @@ def skew(v: torch.Tensor) -> torch.Tensor:
 
 def vee(M: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`skew` for (..., 3, 3) matrices; reads the antisymmetric part."""
-    return 0.5 * torch.stack([M[..., 2, 1] - M[..., 1, 2], M[..., 0, 2] - M[..., 2, 0], M[..., 1, 0] - M[..., 0, 1]], -1)
+    return 0.5 * torch.stack(
+        [M[..., 2, 1] - M[..., 1, 2], M[..., 0, 2] - M[..., 2, 0], M[..., 1, 0] - M[..., 0, 1]], dim=-1
+    )
 
 
 def _safe_angle(omega: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -169,7 +171,8 @@ def translation_direction_error_deg(t_est: torch.Tensor, t_true: torch.Tensor, e
     cross = torch.linalg.cross(t_est, t_true, dim=-1).norm(dim=-1)
     dot = (t_est * t_true).sum(-1)
     angle = torch.atan2(cross, dot)
-    return torch.where(t_est.norm(dim=-1) * t_true.norm(dim=-1) > eps, torch.rad2deg(angle), torch.full_like(dot, 180.0))
+    defined = t_est.norm(dim=-1) * t_true.norm(dim=-1) > eps
+    return torch.where(defined, torch.rad2deg(angle), torch.full_like(dot, 180.0))
 
 
 def random_rotation(batch: int, max_angle: float = math.pi, generator: torch.Generator | None = None,
