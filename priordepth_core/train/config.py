@@ -1,0 +1,276 @@
+"""Typed experiment configuration: dataclasses with a commented default for every field, read from YAML.
+
+An experiment file is a small YAML override of these defaults (``config/train/*.yaml``); ``--set a.b=value`` on the
+command line overrides further. Unknown keys are errors that name the key, so a typo never silently trains the
+default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+POSE_SOURCES = ("posenet", "essential", "pnp")
+DATA_KINDS = ("suite", "tum", "kitti_odometry", "kitti_raw", "rosbag")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used; the message names the key and the problem."""
+
+
+@dataclass
+class DataConfig:
+    # Where frames come from: a named synthetic suite or a dataset on disk.
+    kind: str = "suite"
+    # Synthetic suite name for kind=suite (driving, handheld, indoor-slow).
+    suite: str = "driving"
+    # Dataset root for tum / kitti_odometry / kitti_raw, or the rosbag2 path for kind=rosbag.
+    path: str = ""
+    # kitti_raw: the Eigen/Zhou split file listing training frames ("<date>/<drive> <frame> l|r").
+    split_file: str = ""
+    # kitti_raw: the split file of the evaluation frames.
+    test_split_file: str = ""
+    # kitti_odometry: sequence ids used for training / testing.
+    train_sequences: list[str] = field(default_factory=lambda: ["00", "01", "02", "03", "04", "05", "06", "07", "08"])
+    test_sequences: list[str] = field(default_factory=lambda: ["09", "10"])
+    # rosbag: the image topic and its CameraInfo topic.
+    image_topic: str = "/camera/image_raw"
+    camera_info_topic: str = "/camera/camera_info"
+    # Network input size (multiples of 32).
+    height: int = 96
+    width: int = 320
+    # Context frames relative to the target, as MonoDepth2's frame_ids (0 is the target and is implied).
+    context_offsets: list[int] = field(default_factory=lambda: [-1, 1])
+    # Colour jitter augmentation for training.
+    augment: bool = False
+    # DataLoader worker processes (0 loads in the main process).
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    # ResNet depth of the DepthNet and PoseNet encoders (18, 34 or 50).
+    num_layers: int = 18
+    # Half-width encoder/decoder for real-time CPU inference.
+    lite: bool = False
+    # Depth range of the sigmoid disparity output, in the depth network's units.
+    min_depth: float = 0.1
+    max_depth: float = 100.0
+    # Optional torchvision-format ImageNet weights (a local file; nothing is downloaded).
+    pretrained_path: str = ""
+    # Keypoint descriptor dimension and the lite option for the KeypointNet.
+    descriptor_dim: int = 256
+    keypoint_lite: bool = False
+
+
+@dataclass
+class PoseConfig:
+    # How T_context_target is obtained: posenet (MonoDepth2), essential or pnp (keypoints + geometric solver).
+    source: str = "posenet"
+    # Keypoint-based sources start from this source for warmup_steps optimiser steps ("" = no warm-up).
+    warmup_source: str = ""
+    warmup_steps: int = 0
+    # Keypoints kept per image after NMS.
+    top_k: int = 300
+    # RANSAC hypotheses per pair and inlier threshold in pixels (at the network input resolution).
+    ransac_hypotheses: int = 128
+    ransac_threshold_px: float = 1.0
+    # A pair with fewer inliers is treated as a failed solve: its photometric term is masked.
+    min_inliers: int = 20
+    # Seed the robust solver with the PoseNet prediction when a PoseNet exists (hybrid mode).
+    posenet_seed: bool = False
+
+
+@dataclass
+class LossConfig:
+    # SSIM weight in the photometric error (MonoDepth2: 0.85).
+    ssim_alpha: float = 0.85
+    # Edge-aware smoothness weight (scaled by 1 / 2^scale).
+    smoothness_weight: float = 1e-3
+    # MonoDepth2 auto-masking of pixels that do not change between frames.
+    automask: bool = True
+    # Output scales used for the photometric loss (upsampled to the input resolution).
+    scales: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
+    # KP2D keypoint losses (homography adaptation + multi-view) weight; 0 disables them.
+    keypoint_weight: float = 0.0
+    # Sparse triangulated-depth prior weight; 0 disables it.
+    sparse_prior_weight: float = 0.0
+    # Minimum parallax angle for a triangulated point to enter the sparse prior.
+    min_parallax_deg: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    # Adam learning rate and batch size (MonoDepth2: 1e-4, 12).
+    lr: float = 1e-4
+    batch_size: int = 12
+    # Epochs over the training set; max_steps > 0 stops earlier at that many optimiser steps.
+    epochs: int = 20
+    max_steps: int = 0
+    # Step decay of the learning rate: multiply by lr_gamma every lr_step_epochs epochs (MonoDepth2: 15, 0.1).
+    lr_step_epochs: int = 15
+    lr_gamma: float = 0.1
+    weight_decay: float = 0.0
+    # Gradient clipping by global norm (0 = off).
+    grad_clip: float = 0.0
+
+
+@dataclass
+class RunConfig:
+    # Output folder for checkpoints, TensorBoard logs and the resolved config.
+    out_dir: str = "runs/default"
+    # Seed of every random number generator (weights, data order, RANSAC).
+    seed: int = 0
+    # "auto" picks CUDA when present, else CPU; or "cpu", "cuda", "cuda:1".
+    device: str = "auto"
+    # Mixed precision and channels-last memory format on CUDA (ignored on CPU).
+    amp: bool = True
+    channels_last: bool = True
+    # Checkpoint every N optimiser steps (and at each epoch end); scalars every log_every, images every image_every.
+    checkpoint_every: int = 500
+    log_every: int = 20
+    image_every: int = 250
+    # Evaluate on the test split at each epoch end (depth abs_rel etc. into TensorBoard).
+    eval_each_epoch: bool = True
+    # CPU threads used by PyTorch (0 = PyTorch's default).
+    num_threads: int = 0
+
+
+@dataclass
+class ExperimentConfig:
+    # A short name, used in logs.
+    name: str = "experiment"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pose: PoseConfig = field(default_factory=PoseConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for values no run can use."""
+        if self.data.kind not in DATA_KINDS:
+            raise ConfigError(f"data.kind must be one of {DATA_KINDS}, got {self.data.kind!r}")
+        for key in ("height", "width"):
+            value = getattr(self.data, key)
+            if value <= 0 or value % 32:
+                raise ConfigError(f"data.{key} must be a positive multiple of 32, got {value}")
+        if not self.data.context_offsets or 0 in self.data.context_offsets:
+            raise ConfigError(f"data.context_offsets must be non-empty and exclude 0, got {self.data.context_offsets}")
+        if self.pose.source not in POSE_SOURCES:
+            raise ConfigError(f"pose.source must be one of {POSE_SOURCES}, got {self.pose.source!r}")
+        if self.pose.warmup_source and self.pose.warmup_source not in POSE_SOURCES:
+            raise ConfigError(f"pose.warmup_source must be empty or one of {POSE_SOURCES}")
+        if self.model.num_layers not in (18, 34, 50):
+            raise ConfigError(f"model.num_layers must be 18, 34 or 50, got {self.model.num_layers}")
+        if not 0 < self.model.min_depth < self.model.max_depth:
+            raise ConfigError("model.min_depth must be positive and below model.max_depth")
+        if self.optim.batch_size < 1 or self.optim.lr <= 0:
+            raise ConfigError("optim.batch_size must be >= 1 and optim.lr > 0")
+        if not set(self.loss.scales) <= {0, 1, 2, 3}:
+            raise ConfigError(f"loss.scales must be a subset of [0, 1, 2, 3], got {self.loss.scales}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Check ``value`` against a field's annotation; ints are accepted where floats are expected."""
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"config key '{key}' expects a list, got {value!r}")
+        return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key '{key}' has an unsupported value {value!r}")
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads "2e-4" (no dot) as a string
+        except ValueError:
+            raise ConfigError(f"config key '{key}' expects float, got {value!r}") from None
+    if annotation is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # sequence ids such as 09 arrive as numbers from YAML
+    if annotation in (int, float, str, bool) and not (isinstance(value, annotation)
+                                                    and not (annotation is int and isinstance(value, bool))):
+        raise ConfigError(f"config key '{key}' expects {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _merge(instance: Any, updates: dict[str, Any], prefix: str = "") -> Any:
+    if not isinstance(updates, dict):
+        raise ConfigError(f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping, got {updates!r}")
+    hints = typing.get_type_hints(type(instance))
+    names = {f.name for f in dataclasses.fields(instance)}
+    changes = {}
+    for key, value in updates.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key '{full}' (known: {', '.join(sorted(names))})")
+        current = getattr(instance, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = _merge(current, value, f"{full}.")
+        else:
+            changes[key] = _coerce(value, hints[key], full)
+    return dataclasses.replace(instance, **changes)
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Build an :class:`ExperimentConfig` from defaults, an optional YAML file and ``key=value`` overrides.
+
+    Raises:
+        ConfigError: unknown key, wrong value type, unreadable file, or a value no run can use.
+    """
+    config = ExperimentConfig()
+    if path is not None:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        try:
+            config = _merge(config, data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    for text in overrides or []:
+        keys, value = _parse_override(text)
+        nested: Any = value
+        for key in reversed(keys):
+            nested = {key: nested}
+        config = _merge(config, nested)
+    config.validate()
+    return config
+
+
+def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
+    """Rebuild a config saved with a checkpoint (``ExperimentConfig.to_dict``)."""
+    config = _merge(ExperimentConfig(), data)
+    config.validate()
+    return config
+
+
+def save_config(config: ExperimentConfig, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(config.to_dict(), indent=2))
