@@ -19,7 +19,8 @@ LAST_CHECKPOINT = "last.pt"
 
 def capture_rng_state() -> dict[str, Any]:
     """The state of Python's, NumPy's and PyTorch's generators, as weights_only-loadable values."""
-    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    # The legacy global generator is captured because dependencies (augmentations, OpenCV glue) may draw from it.
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()  # noqa: NPY002
     py_version, py_state, py_gauss = random.getstate()
     state = {
         "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},

@@ -1,6 +1,6 @@
 import pytest
-
 from conftest import REPO_ROOT
+
 from priordepth_core.train.config import ConfigError, ExperimentConfig, config_from_dict, load_config
 
 CONFIG_DIR = REPO_ROOT / "config" / "train"
@@ -37,13 +37,13 @@ def test_overrides_and_type_errors():
     config = load_config(overrides=["optim.lr=2e-4", "pose.source=pnp", "data.context_offsets=[-2, 2]"])
     assert config.optim.lr == pytest.approx(2e-4) and config.pose.source == "pnp"
     assert config.data.context_offsets == [-2, 2]
-    with pytest.raises(ConfigError, match="optim.batch_size' expects int"):
+    with pytest.raises(ConfigError, match=r"optim\.batch_size' expects int"):
         load_config(overrides=["optim.batch_size=big"])
-    with pytest.raises(ConfigError, match="pose.source must be one of"):
+    with pytest.raises(ConfigError, match=r"pose\.source must be one of"):
         load_config(overrides=["pose.source=magic"])
     with pytest.raises(ConfigError, match="multiple of 32"):
         load_config(overrides=["data.width=100"])
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         load_config(overrides=["optim.lr"])
 
 
