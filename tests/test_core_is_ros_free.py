@@ -3,8 +3,9 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
-from conftest import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = textwrap.dedent(
     """

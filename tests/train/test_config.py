@@ -1,5 +1,8 @@
+from pathlib import Path
+
 import pytest
-from conftest import REPO_ROOT
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 from priordepth_core.train.config import ConfigError, ExperimentConfig, config_from_dict, load_config
 

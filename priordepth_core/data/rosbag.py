@@ -1,0 +1,205 @@
+"""Frames from a rosbag2 recording (sqlite3 or mcap) through ``rosbags``, without a ROS installation.
+
+One image topic (``sensor_msgs/msg/Image`` in any encoding ``rosbags-image`` converts, or
+``sensor_msgs/msg/CompressedImage``) and its ``sensor_msgs/msg/CameraInfo`` topic make one sequence, in bag order.
+Each frame takes K from the CameraInfo message nearest in header time (cameras rarely change it, but zoom lenses and
+re-calibration do). Lens distortion (``CameraInfo.d``) is ignored: rectified topics (``image_rect``) are expected.
+
+An optional pose topic (``geometry_msgs/msg/PoseStamped`` or ``nav_msgs/msg/Odometry``, the camera's optical
+frame in a world frame) gives poses, associated to images by header stamp as TUM's ``associate.py`` does (greedy
+nearest within ``max_pose_time_difference``); images without a pose are then dropped.
+
+Frames are decoded on demand: the index stores each image's bag time, and loading seeks to it (the sqlite3 index or
+the mcap chunk index), so memory stays flat for long recordings. ``cache_frames=True`` also keeps every decoded
+frame (uint8, native size) in memory after its first use, per process, for small bags read many times.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rosbags.highlevel import AnyReader
+from rosbags.image import ImageError, message_to_cvimage
+from rosbags.typesys import Stores, get_typestore
+from scipy.spatial.transform import Rotation
+
+from .errors import DatasetError
+from .sample import Augmentation, Frame, FrameSequenceDataset, nearest_index
+from .tum_rgbd import associate
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+POSE_TYPES = ("geometry_msgs/msg/PoseStamped", "nav_msgs/msg/Odometry")
+
+
+def _stamp_seconds(header: Any) -> float:
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+def _pose_to_matrix(pose: Any) -> np.ndarray:
+    q = pose.orientation
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()  # ROS order (x, y, z, w)
+    T[:3, 3] = [pose.position.x, pose.position.y, pose.position.z]
+    return T
+
+
+def _open_reader(path: Path) -> AnyReader:
+    try:
+        reader = AnyReader([path], default_typestore=get_typestore(Stores.LATEST))
+        reader.open()
+    except Exception as error:  # rosbags raises several unrelated types for unreadable bags
+        raise DatasetError(f"{path}: cannot open rosbag2 ({error})") from error
+    return reader
+
+
+def _connections(reader: AnyReader, path: Path, topic: str, types: tuple[str, ...], role: str) -> list:
+    connections = [c for c in reader.connections if c.topic == topic]
+    if not connections:
+        available = sorted({f"{c.topic} ({c.msgtype})" for c in reader.connections})
+        raise DatasetError(f"{path}: {role} topic {topic!r} is not in the bag; topics: {', '.join(available)}")
+    wrong = [c.msgtype for c in connections if c.msgtype not in types]
+    if wrong:
+        raise DatasetError(f"{path}: {role} topic {topic!r} has type {wrong[0]}, expected one of {', '.join(types)}")
+    return connections
+
+
+class RosbagDataset(FrameSequenceDataset):
+    """Frames of one image topic of a rosbag2; sample keys in :mod:`priordepth_core.data.sample` (no ``depth_gt``).
+
+    Args:
+        path: the rosbag2 folder (with ``metadata.yaml``) or a single ``.mcap`` / ``.db3`` file.
+        image_topic: Image or CompressedImage topic.
+        camera_info_topic: its CameraInfo topic.
+        size_hw: output ``(height, width)``.
+        context_offsets: context offsets, in messages of the image topic.
+        pose_topic: optional PoseStamped / Odometry topic of the camera pose in a world frame.
+        max_pose_time_difference: pose association tolerance in seconds.
+        cache_frames: keep decoded frames in memory after first use.
+        augmentation: training augmentation, or None.
+
+    Raises:
+        DatasetError: an unreadable bag; a topic missing or of the wrong type (the message lists the bag's topics);
+            no CameraInfo message or one with an all-zero K; a first frame that cannot be decoded or whose size
+            differs from its CameraInfo; no image with a pose.
+    """
+
+    def __init__(self, path: str | Path, image_topic: str, camera_info_topic: str, size_hw: tuple[int, int],
+                 context_offsets: tuple[int, ...] = (-1, 1), pose_topic: str | None = None,
+                 max_pose_time_difference: float = 0.02, cache_frames: bool = False,
+                 augmentation: Augmentation | None = None):
+        super().__init__(size_hw, context_offsets, False, augmentation)
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DatasetError(f"{self.path}: rosbag2 does not exist")
+        self.image_topic = image_topic
+        self.cache_frames = cache_frames
+        self._cache: dict[int, np.ndarray] = {}
+        self._reader: AnyReader | None = None
+        self._reader_pid: int | None = None
+
+        reader = _open_reader(self.path)
+        try:
+            image_connections = _connections(reader, self.path, image_topic, IMAGE_TYPES, "image")
+            info_connections = _connections(reader, self.path, camera_info_topic, (CAMERA_INFO_TYPE,), "camera_info")
+            infos = self._read_camera_infos(reader, info_connections, camera_info_topic)
+            images = [(t, _stamp_seconds(reader.deserialize(raw, c.msgtype).header))
+                      for c, t, raw in reader.messages(connections=image_connections)]
+            poses = None
+            if pose_topic is not None:
+                pose_connections = _connections(reader, self.path, pose_topic, POSE_TYPES, "pose")
+                poses = self._read_poses(reader, pose_connections)
+        finally:
+            reader.close()
+        if not images:
+            raise DatasetError(f"{self.path}: image topic {image_topic!r} has no messages")
+
+        locators, ordinal = [], {}
+        for bag_time, _ in images:  # messages sharing a bag time are told apart by their order
+            ordinal[bag_time] = ordinal.get(bag_time, -1) + 1
+            locators.append((bag_time, ordinal[bag_time]))
+        keep = list(range(len(images)))
+        pose_of: dict[int, np.ndarray] = {}
+        if poses is not None:
+            pairs = associate(np.array([s for _, s in images]), poses[0], max_pose_time_difference)
+            pose_of = {i: poses[1][j] for i, j in pairs}
+            keep = [i for i, _ in pairs]
+            if not keep:
+                raise DatasetError(f"{self.path}: no image on {image_topic!r} has a pose on {pose_topic!r} within "
+                                   f"{max_pose_time_difference} s")
+        info_stamps = [s for s, _, _ in infos]
+        self._info_hw: list[tuple[int, int]] = []
+        frames = []
+        for position, i in enumerate(keep):
+            _, K, size_hw_info = infos[nearest_index(info_stamps, images[i][1])]
+            self._info_hw.append(size_hw_info)
+            frames.append(Frame(sequence=f"{self.path.name}:{image_topic}", index=position, stamp=images[i][1],
+                                image=locators[i], K=K, T_world_cam=pose_of.get(i)))
+        self._image_connection_ids = {c.id for c in image_connections}
+        self._set_sequences([frames], has_depth=False, has_poses=poses is not None, source=str(self.path))
+        self._load_rgb(frames[0])  # fail at construction on an undecodable topic or a CameraInfo size mismatch
+
+    def _read_camera_infos(self, reader: AnyReader, connections: list, topic: str):
+        infos = []
+        for c, _, raw in reader.messages(connections=connections):
+            msg = reader.deserialize(raw, c.msgtype)
+            K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+            if K[0, 0] <= 0 or K[1, 1] <= 0:
+                raise DatasetError(f"{self.path}: camera_info topic {topic!r} has an uncalibrated K (fx or fy <= 0)")
+            infos.append((_stamp_seconds(msg.header), K, (int(msg.height), int(msg.width))))
+        if not infos:
+            raise DatasetError(f"{self.path}: camera_info topic {topic!r} has no messages")
+        infos.sort(key=lambda info: info[0])
+        return infos
+
+    @staticmethod
+    def _read_poses(reader: AnyReader, connections: list) -> tuple[np.ndarray, list[np.ndarray]]:
+        stamps, poses = [], []
+        for c, _, raw in reader.messages(connections=connections):
+            msg = reader.deserialize(raw, c.msgtype)
+            pose = msg.pose.pose if c.msgtype == "nav_msgs/msg/Odometry" else msg.pose
+            stamps.append(_stamp_seconds(msg.header))
+            poses.append(_pose_to_matrix(pose))
+        return np.array(stamps), poses
+
+    def __getstate__(self) -> dict[str, Any]:
+        # An open bag handle cannot cross into DataLoader worker processes; each opens its own.
+        state = self.__dict__.copy()
+        state["_reader"], state["_reader_pid"], state["_cache"] = None, None, {}
+        return state
+
+    def _open(self) -> AnyReader:
+        if self._reader is None or self._reader_pid != os.getpid():
+            self._reader = _open_reader(self.path)
+            self._reader_pid = os.getpid()
+        return self._reader
+
+    def _load_rgb(self, frame: Frame) -> np.ndarray:
+        if frame.index in self._cache:
+            return self._cache[frame.index]
+        bag_time, ordinal = frame.image
+        reader = self._open()
+        connections = [c for c in reader.connections if c.id in self._image_connection_ids]
+        messages = [(c, raw) for c, _, raw in reader.messages(connections=connections, start=bag_time,
+                                                               stop=bag_time + 1)]
+        where = f"{self.path}: image topic {self.image_topic!r} at bag time {bag_time} ns"
+        if ordinal >= len(messages):
+            raise DatasetError(f"{where}: message not found (bag changed since indexing?)")
+        connection, raw = messages[ordinal]
+        try:
+            image = message_to_cvimage(reader.deserialize(raw, connection.msgtype), "rgb8")
+        except (ImageError, ValueError, TypeError) as error:
+            raise DatasetError(f"{where}: cannot decode image ({error})") from error
+        if image is None or image.ndim != 3 or image.shape[2] != 3:
+            raise DatasetError(f"{where}: cannot decode image to RGB")
+        expected_hw = self._info_hw[frame.index]
+        if image.shape[:2] != expected_hw:
+            raise DatasetError(f"{where}: image is {image.shape[1]}x{image.shape[0]} but its CameraInfo is for "
+                               f"{expected_hw[1]}x{expected_hw[0]}")
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        if self.cache_frames:
+            self._cache[frame.index] = image
+        return image
