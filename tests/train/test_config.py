@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 from priordepth_core.train.config import ConfigError, ExperimentConfig, config_from_dict, load_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 CONFIG_DIR = REPO_ROOT / "config" / "train"
 
