@@ -1,7 +1,24 @@
 """Differentiable, batched pose solvers (essential matrix, PnP, Procrustes), robust wrappers and triangulation."""
 
+from .essential import sampson_distance_sq, solve_essential, solve_essential_ransac
 from .pnp import solve_pnp, solve_pnp_ransac
 from .procrustes import solve_procrustes
 from .result import PoseEstimate
+from .synthetic_problems import TwoViewProblem, make_two_view_problems
+from .triangulation import Triangulation, recover_translation_scale, triangulate, triangulate_with_info
 
-__all__ = ["PoseEstimate", "solve_pnp", "solve_pnp_ransac", "solve_procrustes"]
+__all__ = [
+    "PoseEstimate",
+    "Triangulation",
+    "TwoViewProblem",
+    "make_two_view_problems",
+    "recover_translation_scale",
+    "sampson_distance_sq",
+    "solve_essential",
+    "solve_essential_ransac",
+    "solve_pnp",
+    "solve_pnp_ransac",
+    "solve_procrustes",
+    "triangulate",
+    "triangulate_with_info",
+]

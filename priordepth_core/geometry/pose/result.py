@@ -16,7 +16,9 @@ class PoseEstimate(tuple):
         R: (B, 3, 3) rotation.
         t: (B, 3) translation (``X2 = R @ X1 + t``).
         valid: (B,) bool; False where the input was degenerate (too few or collinear points, zero weights, pure
-            rotation for the essential matrix, ...). R and t are then the identity / zero and finite.
+            rotation for the essential matrix, ...). R and t are then the identity / zero and finite, with one
+            exception: a pure rotation found by the essential solver keeps its accurate rotation-only R (t = 0) and
+            sets ``info["rotation_valid"]``.
         inliers: (B, N) bool or None; present for robust solvers.
         info: dict of extra per-batch tensors a solver chooses to report (e.g. ``"pure_rotation"``, ``"num_inliers"``).
     """
