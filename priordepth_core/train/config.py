@@ -48,7 +48,7 @@ class DataConfig:
     width: int = 320
     # Context frames relative to the target, as MonoDepth2's frame_ids (0 is the target and is implied).
     context_offsets: list[int] = field(default_factory=lambda: [-1, 1])
-    # Colour jitter augmentation for training.
+    # MonoDepth2's training augmentation: colour jitter and horizontal flip (K and poses mirrored consistently).
     augment: bool = False
     # DataLoader worker processes (0 loads in the main process).
     num_workers: int = 0
@@ -139,6 +139,10 @@ class RunConfig:
     image_every: int = 250
     # Evaluate on the test split at each epoch end (depth abs_rel etc. into TensorBoard).
     eval_each_epoch: bool = True
+    # Ground-truth depth range of that evaluation, metres (MonoDepth2 KITTI: 1e-3 .. 80), and a cap on its samples.
+    eval_min_depth: float = 1e-3
+    eval_max_depth: float = 80.0
+    eval_max_samples: int = 200
     # CPU threads used by PyTorch (0 = PyTorch's default).
     num_threads: int = 0
 

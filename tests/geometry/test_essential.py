@@ -58,7 +58,7 @@ def test_noise_free_ransac_is_exact(seed):
 
 
 def test_noise_free_ransac_with_consistent_outliers_is_close():
-    """Without dropping chance-consistent outliers (within 1 px of their epipolar line) the result stays within 0.1 deg."""
+    """With chance-consistent outliers (within 1 px of their epipolar line) kept, the result stays within 0.1 deg."""
     p = _problems(4, 200, seed=3, outlier_ratio=0.2)
     est = solve_essential_ransac(p.x1, p.x2, p.K, generator=torch.Generator().manual_seed(0))
     r, t = _errors(est, p)
