@@ -259,13 +259,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             config = _merge(config, data)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
-    for text in overrides or []:
+    config = apply_overrides(config, overrides or [])
+    config.validate()
+    return config
+
+
+def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """A copy of ``config`` with ``section.key=value`` overrides applied (values parsed as YAML)."""
+    for text in overrides:
         keys, value = _parse_override(text)
         nested: Any = value
         for key in reversed(keys):
             nested = {key: nested}
         config = _merge(config, nested)
-    config.validate()
     return config
 
 
