@@ -182,3 +182,29 @@ def random_rotation(batch: int, max_angle: float = math.pi, generator: torch.Gen
     axis = axis / axis.norm(dim=-1, keepdim=True)
     angle = torch.rand(batch, 1, generator=generator, dtype=dtype) * max_angle
     return so3_exp(axis * angle)
+
+
+# Scaled Newton iterations of the polar decomposition; from any matrix with condition number below ~1e4 this many
+# reach float64 round-off (quadratic convergence once the scaling has equalised the singular values).
+POLAR_ITERATIONS = 8
+
+
+def nearest_rotation(M: torch.Tensor, iterations: int = POLAR_ITERATIONS) -> torch.Tensor:
+    """The rotation closest (Frobenius) to each (..., 3, 3) matrix with positive determinant.
+
+    Scaled Newton iteration of the polar decomposition, ``R <- (g R + (g R)^-T) / 2`` with ``g = |det R|^(-1/3)``,
+    using the cofactor matrix for the inverse: only elementwise work, measured ~10x faster than batched 3x3 SVDs for
+    the many tiny matrices of a robust solver, and smooth. Matrices with negative determinant converge to an
+    orthogonal matrix with determinant -1 (callers fix the sign first); singular ones give non-finite values.
+    """
+    if M.shape[-2:] != (3, 3):
+        raise ValueError(f"M must have shape (..., 3, 3), got {tuple(M.shape)}")
+    R = M / (M.square().sum((-2, -1), keepdim=True) / 3).sqrt().clamp_min(torch.finfo(M.dtype).tiny)
+    for _ in range(iterations):
+        a1, a2, a3 = R.unbind(-2)
+        cofactor = torch.stack([torch.linalg.cross(a2, a3, dim=-1), torch.linalg.cross(a3, a1, dim=-1),
+                                torch.linalg.cross(a1, a2, dim=-1)], dim=-2)
+        det = (a1 * cofactor[..., 0, :]).sum(-1)[..., None, None]
+        gamma = det.abs().clamp_min(torch.finfo(M.dtype).tiny) ** (-1.0 / 3.0)
+        R = 0.5 * (gamma * R + cofactor / (gamma * det))
+    return R
