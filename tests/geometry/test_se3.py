@@ -106,3 +106,18 @@ def test_pose_vector_to_transform():
     assert torch.allclose(T, make_transform(torch.eye(3)[None], torch.tensor([[1.0, 2.0, 3.0]])))
     with pytest.raises(ValueError, match="translation"):
         pose_vector_to_transform(torch.zeros(1, 3), torch.zeros(2, 3))
+
+
+def test_nearest_rotation_matches_svd_polar_factor():
+    from priordepth_core.geometry.se3 import nearest_rotation
+
+    g = torch.Generator().manual_seed(5)
+    M = torch.randn(500, 3, 3, generator=g, dtype=torch.float64)
+    M = M * torch.sign(torch.det(M))[:, None, None]
+    U, S, Vh = torch.linalg.svd(M)
+    well_conditioned = S[:, 0] / S[:, 2] < 1e3
+    assert torch.allclose(nearest_rotation(M)[well_conditioned], (U @ Vh)[well_conditioned], atol=1e-12)
+    R = random_rotation(4, generator=g, dtype=torch.float64)
+    assert torch.allclose(nearest_rotation(3.0 * R), R, atol=1e-14)
+    with pytest.raises(ValueError, match="M must have shape"):
+        nearest_rotation(torch.eye(4))
