@@ -28,7 +28,7 @@ import torch
 from ..se3 import nearest_rotation, so3_exp
 from ..validation import check_shape
 from .procrustes import COLLINEAR_RATIO
-from .ransac import gather_sets, msac_score, sample_minimal_sets, select_best
+from .ransac import gather_sets, msac_score, required_hypotheses, sample_minimal_sets, select_best
 from .result import PoseEstimate
 
 # A weighted point set whose smallest centred eigenvalue is below this fraction of the largest is planar: four
@@ -42,6 +42,10 @@ SAMPLE_SIZE = 6
 # At batch 64 x 256 hypotheses x 500 points the full scoring was ~40 % of the robust solve's time.
 RANKING_POINTS = 128
 RANKING_CANDIDATES = 4
+# Hypotheses are drawn in rounds of this many until one all-inlier minimal set has been drawn with this confidence
+# (estimated from the best candidate's inlier ratio) or num_hypotheses is reached.
+HYPOTHESES_PER_ROUND = 64
+RANSAC_CONFIDENCE = 0.999
 # Points within this fraction of the scene's spread of the camera plane (z = 0) have no usable projection: they leave
 # the Jacobian and pay a fixed cost of PLANE_PENALTY_PX pixels. Points further behind the camera are projected like
 # OpenCV's solvers do (through their negative depth), so the least-squares optimum is the same whichever side the
@@ -584,47 +588,69 @@ def solve_pnp_ransac(points3d: torch.Tensor, x2: torch.Tensor, K: torch.Tensor, 
         usable_point = wd > 0
         k = min(SAMPLE_SIZE, N)
         H = num_hypotheses if N > k else 1
-        if k > 0:
-            index = sample_minimal_sets(wd, H, k, generator=generator)  # (B, H, k)
-            # Hypotheses only have to find the inliers (the refits below are float64): float32 halves their cost.
-            # A single hypothesis (the whole set is minimal) stays float64: it is the answer, not a candidate.
-            hypothesis_dtype = score_dtype if H > 1 else Xd.dtype
-            Xs = gather_sets(Xd.to(hypothesis_dtype), index).reshape(B * H, k, 3)
-            xs = gather_sets(xd.to(hypothesis_dtype), index).reshape(B * H, k, 2)
-            ws = gather_sets(wd, index).reshape(B * H, k).gt(0).to(hypothesis_dtype)
-            Ks = Kdd.to(hypothesis_dtype).unsqueeze(1).expand(B, H, 3, 3).reshape(B * H, 3, 3)
+        X_score, x_score, K_score = Xd.to(score_dtype), xd.to(score_dtype), Kdd.to(score_dtype)
+        if N > RANKING_POINTS:
+            # Preemptive ranking: hypotheses are scored on a weighted subset of the points (the bulk of the cost,
+            # B x H x subset), only the best few candidates on all of them.
+            subset = sample_minimal_sets(wd, 1, RANKING_POINTS, generator=generator)[:, 0]  # (B, M)
+            X_rank = torch.gather(X_score, 1, subset[..., None].expand(-1, -1, 3))
+            x_rank = torch.gather(x_score, 1, subset[..., None].expand(-1, -1, 2))
+            usable_rank = torch.gather(usable_point, 1, subset)
+        else:
+            X_rank, x_rank, usable_rank = X_score, x_score, usable_point
+        rows = torch.arange(B, device=device)[:, None]
+
+        def hypotheses(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+            """(B, count) minimal-set poses; float32 unless the whole set is minimal (then it is the answer)."""
+            if k == 0:
+                return (torch.eye(3, dtype=X.dtype, device=device).expand(B, 1, 3, 3), X.new_zeros(B, 1, 3))
+            index = sample_minimal_sets(wd, count, k, generator=generator)  # (B, count, k)
+            dtype = score_dtype if H > 1 else Xd.dtype
+            Xs = gather_sets(Xd.to(dtype), index).reshape(B * count, k, 3)
+            xs = gather_sets(xd.to(dtype), index).reshape(B * count, k, 2)
+            ws = gather_sets(wd, index).reshape(B * count, k).gt(0).to(dtype)
+            Ks = Kdd.to(dtype).unsqueeze(1).expand(B, count, 3, 3).reshape(B * count, 3, 3)
             R_h, t_h, _, spread_h = _linear_pose(Xs, xs, Ks, ws, exact=False)
             min_depth = (MIN_DEPTH_RATIO * spread_h).unsqueeze(-1)
             R_h, t_h, _ = _levenberg_marquardt(R_h, t_h, Xs, xs, Ks, ws, 1, min_depth, None, 1.0)
-            R_h, t_h = R_h.reshape(B, H, 3, 3).double(), t_h.reshape(B, H, 3).double()
-        else:
-            R_h = torch.eye(3, dtype=X.dtype, device=device).expand(B, 1, 3, 3)
-            t_h = X.new_zeros(B, 1, 3)
-        from_init_index = None
-        if init is not None:
-            R_h = torch.cat([R_h, torch.nan_to_num(init[0].detach().double()).unsqueeze(1)], dim=1)
-            t_h = torch.cat([t_h, torch.nan_to_num(init[1].detach().double()).unsqueeze(1)], dim=1)
-            from_init_index = R_h.shape[1] - 1
+            return R_h.reshape(B, count, 3, 3).double(), t_h.reshape(B, count, 3).double()
 
-        X_score, x_score, K_score = Xd.to(score_dtype), xd.to(score_dtype), Kdd.to(score_dtype)
-        hypothesis_index = torch.arange(R_h.shape[1], device=device).expand(B, -1)
-        if N > RANKING_POINTS and R_h.shape[1] > RANKING_CANDIDATES:
-            # Preemptive ranking: all hypotheses are scored on a weighted subset of the points (the bulk of the
-            # cost, B x H x subset), only the best few on all of them.
-            subset = sample_minimal_sets(wd, 1, RANKING_POINTS, generator=generator)[:, 0]  # (B, M)
-            residuals = _hypothesis_residuals_sq(
-                R_h.to(score_dtype), t_h.to(score_dtype), torch.gather(X_score, 1, subset[..., None].expand(-1, -1, 3)),
-                torch.gather(x_score, 1, subset[..., None].expand(-1, -1, 2)), K_score)
-            subset_cost, _ = msac_score(residuals, threshold_px, torch.gather(usable_point, 1, subset))
-            top = subset_cost.topk(RANKING_CANDIDATES, dim=1, largest=False).indices  # (B, c)
-            rows = torch.arange(B, device=device)[:, None]
-            R_h, t_h, hypothesis_index = R_h[rows, top], t_h[rows, top], top
-        residuals = _hypothesis_residuals_sq(R_h.to(score_dtype), t_h.to(score_dtype), X_score, x_score, K_score)
+        # Hypotheses come in rounds until RANSAC's stopping rule is met for every batch entry (from the inlier
+        # ratio of its best candidate) or num_hypotheses are drawn; the candidates carry over between rounds.
+        R_c = t_c = cost_c = index_c = None
+        from_init_index = -1
+        drawn = 0
+        while drawn < H:
+            count = min(HYPOTHESES_PER_ROUND, H - drawn)
+            R_h, t_h = hypotheses(count)
+            index_h = torch.arange(drawn, drawn + R_h.shape[1], device=device).expand(B, -1)
+            if drawn == 0 and init is not None:
+                from_init_index = H  # an index no drawn hypothesis has
+                R_h = torch.cat([R_h, torch.nan_to_num(init[0].detach().double()).unsqueeze(1)], dim=1)
+                t_h = torch.cat([t_h, torch.nan_to_num(init[1].detach().double()).unsqueeze(1)], dim=1)
+                index_h = torch.cat([index_h, index_h.new_full((B, 1), from_init_index)], dim=1)
+            drawn += count
+            residuals = _hypothesis_residuals_sq(R_h.to(score_dtype), t_h.to(score_dtype), X_rank, x_rank, K_score)
+            cost_h = msac_score(residuals, threshold_px, usable_rank)[0]
+            if R_c is not None:
+                R_h, t_h = torch.cat([R_c, R_h], 1), torch.cat([t_c, t_h], 1)
+                cost_h, index_h = torch.cat([cost_c, cost_h], 1), torch.cat([index_c, index_h], 1)
+            top = cost_h.topk(min(RANKING_CANDIDATES, cost_h.shape[1]), dim=1, largest=False).indices  # (B, c)
+            R_c, t_c, cost_c, index_c = R_h[rows, top], t_h[rows, top], cost_h[rows, top], index_h[rows, top]
+            # Inlier ratio of the best candidate on the ranking points, from its MSAC cost's inlier count.
+            best_residuals = _hypothesis_residuals_sq(R_c[:, :1].to(score_dtype), t_c[:, :1].to(score_dtype),
+                                                      X_rank, x_rank, K_score)
+            ratio = msac_score(best_residuals, threshold_px, usable_rank)[1][:, 0].sum(-1) / usable_rank.sum(
+                -1).clamp_min(1)
+            if bool((required_hypotheses(ratio, k, RANSAC_CONFIDENCE) <= drawn).all()):
+                break
+
+        residuals = _hypothesis_residuals_sq(R_c.to(score_dtype), t_c.to(score_dtype), X_score, x_score, K_score)
         cost, inliers = msac_score(residuals, threshold_px, usable_point)
-        best, best_inliers, R_best, t_best, best_index = select_best(cost, inliers, R_h, t_h, hypothesis_index)
+        best, best_inliers, R_best, t_best, best_index = select_best(cost, inliers, R_c, t_c, index_c)
         best_cost = cost.gather(1, best[:, None]).squeeze(1)
-        from_init = (best_index == from_init_index if from_init_index is not None
-                     else torch.zeros_like(usable_point[:, 0]))
+        from_init = best_index == from_init_index
+        info_drawn = torch.full((B,), drawn, dtype=torch.int64, device=device)
 
         # Local optimisation: least squares on the inliers, inliers re-selected, kept only where MSAC improves.
         for _ in range(local_optimisations):
@@ -640,6 +666,7 @@ def solve_pnp_ransac(points3d: torch.Tensor, x2: torch.Tensor, K: torch.Tensor, 
 
     num_inliers = best_inliers.sum(-1)
     info = {
+        "num_hypotheses": info_drawn,
         "num_inliers": num_inliers,
         "inlier_ratio": (num_inliers / usable_point.sum(-1).clamp_min(1)).to(points3d.dtype),
         "msac_cost": best_cost.to(points3d.dtype),

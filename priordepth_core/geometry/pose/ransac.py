@@ -7,6 +7,8 @@ counting inliers at equal speed.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 # Rounds of cheaply redrawing the sets that repeat a point before the remaining ones are drawn exactly.
@@ -124,3 +126,19 @@ def select_best(cost: torch.Tensor, inliers: torch.Tensor, *hypotheses: torch.Te
     best = cost.argmin(dim=1)  # (B,)
     batch = torch.arange(cost.shape[0], device=cost.device)
     return (best, inliers[batch, best], *(h[batch, best] for h in hypotheses))
+
+
+def required_hypotheses(inlier_ratio: torch.Tensor, sample_size: int, confidence: float) -> torch.Tensor:
+    """Hypotheses needed to draw one all-inlier minimal set with probability ``confidence`` (RANSAC's stopping rule).
+
+    Args:
+        inlier_ratio: (B,) estimated inlier fraction (of the best hypothesis so far).
+        sample_size: k, points per minimal set.
+        confidence: e.g. 0.999.
+
+    Returns:
+        (B,) float ``log(1 - confidence) / log(1 - inlier_ratio^k)``; inf where the ratio is 0.
+    """
+    p_good = inlier_ratio.double().clamp(0.0, 1.0) ** sample_size
+    miss = torch.log1p(-p_good.clamp(max=1.0 - 1e-12))
+    return torch.where(p_good > 0, math.log(1.0 - confidence) / miss, torch.full_like(p_good, float("inf")))
