@@ -47,7 +47,7 @@ from ..camera import invert_intrinsics, project_points
 from ..se3 import skew
 from ..validation import check_same_device_dtype, check_shape
 from .procrustes import solve_procrustes
-from .ransac import gather_sets, msac_score, sample_minimal_sets, select_best
+from .ransac import gather_sets, msac_score, required_hypotheses, sample_minimal_sets, select_best
 from .result import PoseEstimate
 from .triangulation import triangulate_bearings, weighted_median
 
@@ -90,6 +90,10 @@ ROTATION_INLIER_FACTOR = 2.0
 # float64 on all inliers); at batch 64 x 256 hypotheses x 500 points this more than halved the robust solve's time.
 RANKING_DTYPE = torch.float32
 RANKING_POINTS = 128
+# Hypotheses are drawn in rounds of this many until one all-inlier minimal set has been drawn with this confidence
+# (estimated from the best candidate's inlier ratio) or num_hypotheses is reached.
+HYPOTHESES_PER_ROUND = 64
+RANSAC_CONFIDENCE = 0.999
 # Elements (batch x hypotheses x points) scored at once, to bound memory.
 SCORE_CHUNK = 2_000_000
 
@@ -499,8 +503,6 @@ def solve_essential_ransac(x1: torch.Tensor, x2: torch.Tensor, K: torch.Tensor, 
             return _fundamental(E_n, K1_inv_lo, K2_inv_lo)
 
         if N >= SAMPLE_SIZE:
-            index = sample_minimal_sets(w, num_hypotheses, SAMPLE_SIZE, generator)  # (B, H, 8)
-            F_h = to_pixels(_hypotheses(n1, n2, T1, T2, index, lo))  # (B, H, 3, 3)
             # Preemptive ranking: every hypothesis is scored on a weighted subset of the points (the bulk of the
             # cost, B x H x subset), only the best few on all points below.
             if N > RANKING_POINTS:
@@ -509,16 +511,38 @@ def solve_essential_ransac(x1: torch.Tensor, x2: torch.Tensor, K: torch.Tensor, 
                 x1r, x2r, usable_r = pick(x1h_lo), pick(x2h_lo), torch.gather(usable, 1, subset)
             else:
                 x1r, x2r, usable_r = x1h_lo, x2h_lo, usable
-            # Half the candidates are the best at the loose threshold (noisy minimal models: their inliers lie a few
-            # pixels off), half at the strict one (accurate minimal models, which the loose cost cannot tell from
-            # models that merely pull more outliers within the loose band).
-            residuals_sq = _residuals(F_h, x1r, x2r)
-            half = max(1, min(LOCAL_OPTIMISATION_CANDIDATES // 2, num_hypotheses))
-            loose = msac_score(residuals_sq, HYPOTHESIS_THRESHOLD_FACTOR * threshold_px, usable_r)[0]
-            strict = msac_score(residuals_sq, threshold_px, usable_r)[0]
-            top = torch.cat([loose.topk(half, dim=1, largest=False).indices,
-                             strict.topk(half, dim=1, largest=False).indices], dim=1)
-            F_cur = F_h[torch.arange(B, device=x1.device)[:, None], top]  # (B, k, 3, 3)
+            rows = torch.arange(B, device=x1.device)[:, None]
+            half = max(1, LOCAL_OPTIMISATION_CANDIDATES // 2)
+            # Hypotheses come in rounds until RANSAC's stopping rule is met for every batch entry (from the inlier
+            # ratio of its best candidate) or num_hypotheses are drawn; candidates carry over between rounds.
+            F_c = loose_c = strict_c = None
+            drawn = 0
+            while drawn < num_hypotheses:
+                count = min(HYPOTHESES_PER_ROUND, num_hypotheses - drawn)
+                index = sample_minimal_sets(w, count, SAMPLE_SIZE, generator)  # (B, count, 8)
+                F_h = to_pixels(_hypotheses(n1, n2, T1, T2, index, lo))  # (B, count, 3, 3)
+                drawn += count
+                residuals_sq = _residuals(F_h, x1r, x2r)
+                # Half the candidates are the best at the loose threshold (noisy minimal models: their inliers lie
+                # a few pixels off), half at the strict one (accurate minimal models, which the loose cost cannot
+                # tell from models that merely pull more outliers within the loose band).
+                loose = msac_score(residuals_sq, HYPOTHESIS_THRESHOLD_FACTOR * threshold_px, usable_r)[0]
+                strict = msac_score(residuals_sq, threshold_px, usable_r)[0]
+                if F_c is not None:
+                    F_h = torch.cat([F_c, F_h], 1)
+                    loose, strict = torch.cat([loose_c, loose], 1), torch.cat([strict_c, strict], 1)
+                top_loose = loose.topk(min(half, loose.shape[1]), dim=1, largest=False).indices
+                strict_rest = strict.scatter(1, top_loose, float("inf"))  # no candidate twice
+                top_strict = strict_rest.topk(min(half, loose.shape[1] - top_loose.shape[1]), dim=1,
+                                              largest=False).indices
+                top = torch.cat([top_loose, top_strict], dim=1)
+                F_c, loose_c, strict_c = F_h[rows, top], loose[rows, top], strict[rows, top]
+                best = strict_c.argmin(dim=1, keepdim=True)
+                best_inliers_r = msac_score(_residuals(F_c[rows, best], x1r, x2r), threshold_px, usable_r)[1][:, 0]
+                ratio = best_inliers_r.sum(-1) / usable_r.sum(-1).clamp_min(1)
+                if bool((required_hypotheses(ratio, SAMPLE_SIZE, RANSAC_CONFIDENCE) <= drawn).all()):
+                    break
+            F_cur = F_c  # (B, k, 3, 3)
             residuals_sq = sampson_distance_sq(F_cur, x1h_lo, x2h_lo)  # (B, k, N)
             best_cost, best_inliers = msac_score(residuals_sq, threshold_px, usable)
             mask = msac_score(residuals_sq, LOCAL_OPTIMISATION_SCHEDULE[0] * threshold_px, usable)[1]
