@@ -12,6 +12,7 @@ PACKAGE_NAME = "priordepth_ros"
 
 INSTALL_REQUIRES = [
     "numpy>=1.24",
+    "scipy>=1.10",
     "torch>=2.1",
     "kornia>=0.7",
     "opencv-python-headless>=4.8",
