@@ -68,6 +68,9 @@ class ModelConfig:
     # Keypoint descriptor dimension and the lite option for the KeypointNet.
     descriptor_dim: int = 256
     keypoint_lite: bool = False
+    # KeypointNet dropout. KP2D uses 0.2, but with it (and lr 1e-3) the descriptors collapsed to one vector within
+    # ~100 steps in our short CPU runs (docs/keypoints.md); 0 kept them apart.
+    keypoint_dropout: float = 0.0
 
 
 @dataclass

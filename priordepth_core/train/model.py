@@ -48,8 +48,8 @@ class DepthPoseModel(nn.Module):
                                   else (0, *config.loss.scales), pretrained_path=mc.pretrained_path or None)
         sources = {pc.source, pc.warmup_source} - {""}
         self.needs_keypoints = bool(sources & {"essential", "pnp"}) or config.loss.keypoint_weight > 0
-        self.keypoint_net = (KeypointNet(descriptor_dim=mc.descriptor_dim, lite=mc.keypoint_lite)
-                             if self.needs_keypoints else None)
+        self.keypoint_net = (KeypointNet(descriptor_dim=mc.descriptor_dim, lite=mc.keypoint_lite,
+                                         dropout=mc.keypoint_dropout) if self.needs_keypoints else None)
         self.pose_net = (PoseNet(num_layers=18, pretrained_path=mc.pretrained_path or None)
                          if "posenet" in sources or pc.posenet_seed else None)
 
