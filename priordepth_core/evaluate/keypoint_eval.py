@@ -65,44 +65,55 @@ def _opencv_detection(keypoints: Sequence[cv2.KeyPoint], descriptors: np.ndarray
     return points, descriptors, scores, norm
 
 
-class OrbDetector:
+class _OpenCVDetector:
+    """An OpenCV ``Feature2D`` (greyscale ``detectAndCompute``) as a detector; subclasses name the algorithm."""
+
+    name = ""
+    descriptor_width = 0
+    descriptor_dtype: type = np.float32
+    norm: Norm = "l2"
+
+    def __init__(self, num_features: int = 1000):
+        if num_features < 1:
+            raise ValueError(f"num_features must be positive, got {num_features}")
+        self.feature2d = self._create(num_features)
+
+    @staticmethod
+    def _create(num_features: int):
+        raise TypeError("use OrbDetector or SiftDetector")
+
+    def detect(self, image: np.ndarray) -> Detection:
+        gray = cv2.cvtColor(check_image(image), cv2.COLOR_RGB2GRAY)
+        keypoints, descriptors = self.feature2d.detectAndCompute(gray, None)
+        return _opencv_detection(keypoints, descriptors, self.descriptor_width, self.descriptor_dtype, self.norm)
+
+
+class OrbDetector(_OpenCVDetector):
     """OpenCV ORB (oriented FAST + rotated BRIEF, 256-bit descriptors packed in 32 bytes, Hamming distance).
 
     Args:
         num_features: ``nfeatures`` of ``cv2.ORB_create``, the most keypoints kept (by Harris response).
     """
 
-    name = "orb"
+    name, descriptor_width, descriptor_dtype, norm = "orb", 32, np.uint8, "hamming"
 
-    def __init__(self, num_features: int = 1000):
-        if num_features < 1:
-            raise ValueError(f"num_features must be positive, got {num_features}")
-        self.orb = cv2.ORB_create(nfeatures=num_features)
-
-    def detect(self, image: np.ndarray) -> Detection:
-        gray = cv2.cvtColor(check_image(image), cv2.COLOR_RGB2GRAY)
-        keypoints, descriptors = self.orb.detectAndCompute(gray, None)
-        return _opencv_detection(keypoints, descriptors, 32, np.uint8, "hamming")
+    @staticmethod
+    def _create(num_features: int):
+        return cv2.ORB_create(nfeatures=num_features)
 
 
-class SiftDetector:
+class SiftDetector(_OpenCVDetector):
     """OpenCV SIFT (difference-of-Gaussians keypoints, 128-float descriptors, L2 distance).
 
     Args:
         num_features: ``nfeatures`` of ``cv2.SIFT_create``, the best keypoints kept by contrast response.
     """
 
-    name = "sift"
+    name, descriptor_width, descriptor_dtype, norm = "sift", 128, np.float32, "l2"
 
-    def __init__(self, num_features: int = 1000):
-        if num_features < 1:
-            raise ValueError(f"num_features must be positive, got {num_features}")
-        self.sift = cv2.SIFT_create(nfeatures=num_features)
-
-    def detect(self, image: np.ndarray) -> Detection:
-        gray = cv2.cvtColor(check_image(image), cv2.COLOR_RGB2GRAY)
-        keypoints, descriptors = self.sift.detectAndCompute(gray, None)
-        return _opencv_detection(keypoints, descriptors, 128, np.float32, "l2")
+    @staticmethod
+    def _create(num_features: int):
+        return cv2.SIFT_create(nfeatures=num_features)
 
 
 class KeypointNetDetector:
