@@ -1,4 +1,4 @@
-"""``python -m priordepth_core.evaluate depth|pose|keypoints|curves ...``: metrics as a printed table and JSON."""
+"""``python -m priordepth_core.evaluate depth|pose|trajectory|keypoints|curves ...``: metric tables and JSON."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ EXAMPLES = """examples:
   python -m priordepth_core.evaluate depth --checkpoint runs/x/last.pt --baseline constant
   python -m priordepth_core.evaluate pose --estimate est_tum.txt --reference groundtruth.txt --alignment sim3
   python -m priordepth_core.evaluate keypoints --checkpoint runs/keypoints/keypoint_net.pt
+  python -m priordepth_core.evaluate trajectory --checkpoint runs/pose_sources/handheld/pnp/last.pt --out traj/
+  python -m priordepth_core.evaluate trajectory --orb --config config/train/synthetic_handheld.yaml
   python -m priordepth_core.evaluate curves --run runs/synthetic_driving --out docs/curve.png
 """
 
@@ -53,8 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     from .curves import add_curves_parser, run_curves
 
     add_curves_parser(sub)
+    from .trajectory_cli import add_trajectory_parser, run_trajectory
+
+    add_trajectory_parser(sub)
     args = parser.parse_args(argv)
-    handlers = {"depth": run_depth, "pose": run_pose, "keypoints": run_keypoints, "curves": run_curves}
+    handlers = {"depth": run_depth, "pose": run_pose, "keypoints": run_keypoints, "curves": run_curves,
+                "trajectory": run_trajectory}
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as exc:

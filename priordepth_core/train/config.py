@@ -71,6 +71,9 @@ class ModelConfig:
     # KeypointNet dropout. KP2D uses 0.2, but with it (and lr 1e-3) the descriptors collapsed to one vector within
     # ~100 steps in our short CPU runs (docs/keypoints.md); 0 kept them apart.
     keypoint_dropout: float = 0.0
+    # Start the KeypointNet from a homography-adaptation checkpoint of `python -m priordepth_core.train.keypoints`
+    # (KP3D pretrains KP2D the same way); its descriptor_dim and lite must match the two fields above.
+    keypoint_init: str = ""
 
 
 @dataclass

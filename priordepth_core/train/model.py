@@ -50,8 +50,21 @@ class DepthPoseModel(nn.Module):
         self.needs_keypoints = bool(sources & {"essential", "pnp"}) or config.loss.keypoint_weight > 0
         self.keypoint_net = (KeypointNet(descriptor_dim=mc.descriptor_dim, lite=mc.keypoint_lite,
                                          dropout=mc.keypoint_dropout) if self.needs_keypoints else None)
+        if self.keypoint_net is not None and mc.keypoint_init:
+            self._load_keypoint_init(mc.keypoint_init)
         self.pose_net = (PoseNet(num_layers=18, pretrained_path=mc.pretrained_path or None)
                          if "posenet" in sources or pc.posenet_seed else None)
+
+    def _load_keypoint_init(self, path: str) -> None:
+        from .keypoints import load_keypoint_net
+
+        pretrained, kp_config = load_keypoint_net(path)
+        mc = self.config.model
+        if int(kp_config["descriptor_dim"]) != mc.descriptor_dim or bool(kp_config["lite"]) != mc.keypoint_lite:
+            raise ValueError(f"model.keypoint_init {path} has descriptor_dim={kp_config['descriptor_dim']}, "
+                             f"lite={kp_config['lite']} but the config asks for descriptor_dim={mc.descriptor_dim}, "
+                             f"keypoint_lite={mc.keypoint_lite}")
+        self.keypoint_net.load_state_dict(pretrained.state_dict())
 
     def active_pose_source(self, step: int) -> str:
         pc = self.config.pose

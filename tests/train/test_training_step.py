@@ -73,3 +73,57 @@ def test_warmup_switches_pose_source():
     model = DepthPoseModel(config)
     assert model.active_pose_source(0) == "essential" and model.active_pose_source(10) == "pnp"
     assert model.pose_net is None
+
+
+@pytest.mark.parametrize("source", ["essential", "pnp"])
+def test_pure_rotation_pair_stays_finite(plane_sequence, source):
+    """A context that is the target seen after a pure camera rotation (an exact homography K R K^-1 warp)."""
+    from priordepth_core.geometry.se3 import so3_exp
+    from priordepth_core.losses.keypoint import warp_image_homography
+
+    torch.manual_seed(0)
+    config = _config(source, **{"pose.top_k": 64})
+    model, objective = DepthPoseModel(config), SelfSupervisedObjective(config)
+    batch = _batch(plane_sequence)
+    K = batch["K"]
+    R = so3_exp(torch.tensor([[0.0, 0.03, 0.01], [0.02, -0.02, 0.0]]))  # ~2 degrees
+    H_context_target = K @ R @ torch.linalg.inv(K)
+    rotated, _ = warp_image_homography(batch["image"], H_context_target)
+    batch["context"] = torch.stack([rotated, rotated], dim=1)
+    outputs = model(batch, step=0)
+    T = outputs["T_context_target"]
+    assert torch.isfinite(T).all()
+    if source == "essential":
+        pure = torch.stack([m["pure_rotation"] for m in outputs["matches"]], dim=1)
+        valid = outputs["pose_valid"]
+        # A solved pair is either recognised as a pure rotation (t = 0) or flagged invalid, never a wrong motion.
+        assert torch.equal(T[..., :3, 3][valid & pure], torch.zeros_like(T[..., :3, 3][valid & pure]))
+        assert not (valid & ~pure).any()
+    loss, _ = objective(batch, outputs)
+    assert torch.isfinite(loss)
+    loss.backward()
+    for name in ("depth_net", "keypoint_net"):
+        assert _grad_norms(getattr(model, name))[0]
+
+
+def test_pure_rotation_correspondences_give_rotation_only_pose():
+    """The essential pose source on exact pure-rotation matches: detected, t = 0, accurate R, finite gradients."""
+    from priordepth_core.geometry.camera import project_points, unproject_points
+    from priordepth_core.geometry.se3 import rotation_error_deg, so3_exp
+
+    torch.manual_seed(0)
+    model = DepthPoseModel(_config("essential"))
+    B, N = 2, 120
+    K = torch.tensor([[80.0, 0, 47.5], [0, 80.0, 31.5], [0, 0, 1]]).expand(B, 3, 3)
+    x_target = torch.rand(B, N, 2) * torch.tensor([95.0, 63.0])
+    rays = unproject_points(x_target, torch.ones(B, N), K)
+    R = so3_exp(torch.tensor([[0.0, 0.03, 0.01], [0.02, -0.02, 0.0]]))
+    x_context, _, _ = project_points(rays @ R.transpose(1, 2), K)
+    weights = torch.ones(B, N, requires_grad=True)
+    depth = torch.full((B, 1, 64, 96), 4.0, requires_grad=True)
+    solved = model._solve_pair("essential", x_target, x_context, weights, depth, K, None)
+    assert solved["pure_rotation"].all() and solved["valid"].all()
+    assert torch.equal(solved["T"][:, :3, 3], torch.zeros(B, 3))
+    assert rotation_error_deg(solved["T"][:, :3, :3], R).max() < 0.05
+    solved["T"].sum().backward()
+    assert torch.isfinite(weights.grad).all()
