@@ -26,6 +26,7 @@ PAIR_BATCH = 16
 ORB_FEATURES = 2000
 ORB_RANSAC_THRESHOLD_PX = 1.0
 ORB_MIN_MATCHES = 8
+ORB_CHEIRALITY_DISTANCE = 1e4
 
 
 @dataclass
@@ -90,22 +91,26 @@ def _reference(samples: list[dict]) -> tuple[np.ndarray, np.ndarray]:
 
 @torch.no_grad()
 def trained_relative_poses(model: torch.nn.Module, samples: list[dict], device: str | torch.device = "cpu"
-                           ) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 4, 4) ``T_prev_curr`` and (N,) validity from a :class:`~priordepth_core.train.model.DepthPoseModel`.
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``T_prev_curr`` (N, 4, 4), usable (N,) and solver-failed (N,) from a ``DepthPoseModel``.
 
     ``samples`` carry the current frame as ``image`` and the previous one as ``context`` (offset -1); the model's
-    ``T_context_target`` is then ``T_prev_curr``.
+    ``T_context_target`` is then ``T_prev_curr``. With ``pose.fallback: posenet`` a failed solve is replaced by the
+    PoseNet's pose (usable, but counted as solver-failed).
     """
     model.eval()
-    poses, valid = [], []
+    poses, valid, failed = [], [], []
     for start in range(0, len(samples), PAIR_BATCH):
         chunk = samples[start:start + PAIR_BATCH]
         batch = {key: torch.stack([s[key] for s in chunk]).to(device)
                  for key in ("image", "context", "K", "context_offsets")}
         out = model(batch, step=10**9)  # past any warm-up: the run's final pose source
+        solved = out["pose_valid"][:, 0].cpu()
+        fallback = out["pose_fallback"][:, 0].cpu() if "pose_fallback" in out else torch.zeros_like(solved)
         poses.append(out["T_context_target"][:, 0].double().cpu())
-        valid.append(out["pose_valid"][:, 0].cpu())
-    return torch.cat(poses).numpy(), torch.cat(valid).numpy()
+        valid.append(solved | fallback)
+        failed.append(~solved)
+    return torch.cat(poses).numpy(), torch.cat(valid).numpy(), torch.cat(failed).numpy()
 
 
 def orb_relative_poses(samples: list[dict]) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +139,10 @@ def orb_relative_poses(samples: list[dict]) -> tuple[np.ndarray, np.ndarray]:
                 E, mask = cv2.findEssentialMat(x_curr, x_prev, K, method=cv2.RANSAC, prob=0.999,
                                                threshold=ORB_RANSAC_THRESHOLD_PX)
                 if E is not None and E.shape == (3, 3):
-                    inliers, R, t, _ = cv2.recoverPose(E, x_curr, x_prev, K, mask=mask)
+                    # A far cheirality limit: with the default (50 baselines) a slow camera's points all count as
+                    # "at infinity" and every pose would be rejected.
+                    inliers, R, t, _, _ = cv2.recoverPose(
+                        E, x_curr, x_prev, K, distanceThresh=ORB_CHEIRALITY_DISTANCE, mask=mask)
                     # recoverPose: X_prev = R X_curr + t, i.e. T_prev_curr up to the length of t.
                     gt_length = float(sample["T_context_target"][0, :3, 3].norm())
                     T[:3, :3], T[:3, 3] = R, t[:, 0] / max(np.linalg.norm(t), 1e-12) * gt_length
@@ -149,7 +157,8 @@ def evaluate_trajectories(dataset: Dataset, relative_poses) -> list[SequenceTraj
 
     Args:
         dataset: a split built with ``context_offsets == [-1]`` (one pair per frame after the first).
-        relative_poses: :func:`trained_relative_poses` (bound to a model) or :func:`orb_relative_poses`.
+        relative_poses: :func:`trained_relative_poses` (bound to a model) or :func:`orb_relative_poses`; may return
+            a third array, the pairs whose own solve failed (counted as failed even when a fallback pose was used).
     """
     results = []
     for name, indices in _pairs_by_sequence(dataset):
@@ -157,8 +166,10 @@ def evaluate_trajectories(dataset: Dataset, relative_poses) -> list[SequenceTraj
         if len(samples) < 2:
             raise ValueError(f"sequence {name} has fewer than 3 frames")
         stamps, T_ref = _reference(samples)
-        T_prev_curr, valid = relative_poses(samples)
+        T_prev_curr, valid, *solver_failed = relative_poses(samples)
         T_est, failed = chain_relative_poses(T_prev_curr, valid)
+        if solver_failed:
+            failed = int(np.asarray(solver_failed[0], dtype=bool).sum())
         result = SequenceTrajectory(name=name, stamps=stamps, T_world_est=T_est, T_world_ref=T_ref,
                                     failed_pairs=failed)
         result.metrics = {**trajectory_metrics(T_est, T_ref), "failed_pair_fraction": failed / len(samples)}

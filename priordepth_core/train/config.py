@@ -92,6 +92,9 @@ class PoseConfig:
     min_inliers: int = 20
     # Seed the robust solver with the PoseNet prediction when a PoseNet exists (hybrid mode).
     posenet_seed: bool = False
+    # What a failed pair (invalid solve or < min_inliers) does: "mask" drops its photometric term; "posenet" uses the
+    # PoseNet's pose for it (hybrid; a PoseNet is then built and keeps training on those pairs).
+    fallback: str = "mask"
 
 
 @dataclass
@@ -178,6 +181,8 @@ class ExperimentConfig:
             raise ConfigError(f"pose.source must be one of {POSE_SOURCES}, got {self.pose.source!r}")
         if self.pose.warmup_source and self.pose.warmup_source not in POSE_SOURCES:
             raise ConfigError(f"pose.warmup_source must be empty or one of {POSE_SOURCES}")
+        if self.pose.fallback not in ("mask", "posenet"):
+            raise ConfigError(f"pose.fallback must be 'mask' or 'posenet', got {self.pose.fallback!r}")
         if self.model.num_layers not in (18, 34, 50):
             raise ConfigError(f"model.num_layers must be 18, 34 or 50, got {self.model.num_layers}")
         if not 0 < self.model.min_depth < self.model.max_depth:

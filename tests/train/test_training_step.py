@@ -127,3 +127,19 @@ def test_pure_rotation_correspondences_give_rotation_only_pose():
     assert rotation_error_deg(solved["T"][:, :3, :3], R).max() < 0.05
     solved["T"].sum().backward()
     assert torch.isfinite(weights.grad).all()
+
+
+def test_posenet_fallback_replaces_failed_pairs(plane_sequence):
+    """With pose.fallback=posenet a failed PnP pair is warped with the PoseNet pose instead of being masked."""
+    torch.manual_seed(0)
+    config = _config("pnp", **{"pose.top_k": 6, "pose.fallback": "posenet"})  # < min_inliers: every solve fails
+    model, objective = DepthPoseModel(config), SelfSupervisedObjective(config)
+    batch = _batch(plane_sequence)
+    outputs = model(batch, step=0)
+    assert not outputs["pose_valid"].any() and outputs["pose_fallback"].all()
+    posenet_T = model.pose_net.T_context_target(batch["image"], batch["context"][:, 0], -1)
+    torch.testing.assert_close(outputs["T_context_target"][:, 0], posenet_T)
+    loss, metrics = objective(batch, outputs)
+    assert float(metrics["pose/fallback_fraction"]) == 1.0
+    loss.backward()
+    assert _grad_norms(model.pose_net)[1] > 0  # the photometric term of fallback pairs trains the PoseNet
