@@ -144,7 +144,9 @@ class DepthPoseModel(nn.Module):
                                      for s in range(S)], dim=1)  # (B, S, 4, 4)
 
         if self.needs_keypoints:
-            all_images = torch.cat([image, context.flatten(0, 1)], dim=0)  # target first, then contexts
+            # Target first, then the contexts context-major (all of context 0, then all of context 1, ...): the
+            # slices B*(1+s):B*(2+s) below and in the objective pick context s of every sample.
+            all_images = torch.cat([image, context.transpose(0, 1).flatten(0, 1)], dim=0)
             dense, selected = self._keypoints(all_images)
             outputs["keypoint_dense"] = dense
             outputs["keypoints"] = selected

@@ -143,3 +143,19 @@ def test_posenet_fallback_replaces_failed_pairs(plane_sequence):
     assert float(metrics["pose/fallback_fraction"]) == 1.0
     loss.backward()
     assert _grad_norms(model.pose_net)[1] > 0  # the photometric term of fallback pairs trains the PoseNet
+
+
+def test_each_pair_matches_its_own_context(plane_sequence):
+    """Keypoints of context s of sample b are those of that image (a batch-major/context-major mix-up pairs a target
+    with another sample's context)."""
+    torch.manual_seed(0)
+    config = _config("pnp")
+    model = DepthPoseModel(config).eval()
+    batch = _batch(plane_sequence, indices=(2, 5, 8))
+    with torch.no_grad():
+        outputs = model(batch, step=0)
+        B, S = batch["context"].shape[:2]
+        for s in range(S):
+            alone = model.keypoint_net(batch["context"][:, s])
+            in_batch = {key: value[B * (1 + s): B * (2 + s)] for key, value in outputs["keypoint_dense"].items()}
+            torch.testing.assert_close(in_batch["score"], alone["score"], atol=1e-5, rtol=1e-4)
