@@ -25,8 +25,6 @@ import cv2
 import numpy as np
 import torch
 from rosbags.highlevel import AnyReader
-from rosbags.image import ImageError
-from rosbags.image.image import to_cvtype
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
@@ -95,28 +93,6 @@ def camera_info_topic_for(image_topic: str) -> str:
     base = image_topic[: -len("/compressed")] if image_topic.endswith("/compressed") else image_topic
     namespace = base.rsplit("/", 1)[0]
     return f"{namespace}/camera_info"
-
-
-def _refuse_padded_rows(bag: Path, topic: str) -> None:
-    """Refuse an Image topic whose rows carry padding (``step`` beyond ``width`` pixels): the decoding the core's
-    reader relies on (``rosbags.image``) ignores ``step`` and would silently shear such images."""
-    reader = open_bag(bag)
-    try:
-        connections = [c for c in reader.connections if c.topic == topic]
-        for connection, _, raw in reader.messages(connections=connections):
-            message = reader.deserialize(raw, connection.msgtype)
-            try:
-                _, _, typestr, channels = to_cvtype(message.encoding)
-            except ImageError:
-                return  # an unknown encoding: the reader names it when decoding
-            row_bytes = int(message.width) * np.dtype(typestr).itemsize * channels
-            if int(message.step) != row_bytes:
-                raise DatasetError(f"{bag}: image topic {topic!r} has padded rows (step {message.step} bytes for "
-                                   f"{message.width} {message.encoding} pixels = {row_bytes} bytes), which the "
-                                   "rosbag reader cannot decode yet; republish the images without row padding")
-            return  # drivers keep one step per topic: the first message tells
-    finally:
-        reader.close()
 
 
 def _stamp_text(stamp: float) -> str:
@@ -209,8 +185,6 @@ def extract_frames(bag: str | Path, out: str | Path, image_topic: str | None = N
         if image_topic in topics and camera_info_topic not in topics:
             raise DatasetError(f"{bag}: image topic {image_topic!r} has no camera_info topic ({camera_info_topic!r} "
                                "is not in the bag); name it with --camera-info-topic")
-    if topics.get(image_topic) == IMAGE:
-        _refuse_padded_rows(bag, image_topic)
     if depth_topic is not None and depth_topic not in topics:
         raise DatasetError(f"{bag}: depth topic {depth_topic!r} is not in the bag; topics: {', '.join(sorted(topics))}")
 

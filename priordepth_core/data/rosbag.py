@@ -16,6 +16,7 @@ frame (uint8, native size) in memory after its first use, per process, for small
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,27 @@ def _connections(reader: AnyReader, path: Path, topic: str, types: tuple[str, ..
     if wrong:
         raise DatasetError(f"{path}: {role} topic {topic!r} has type {wrong[0]}, expected one of {', '.join(types)}")
     return connections
+
+
+# Bytes per pixel of the raw encodings whose rows may be padded (sensor_msgs/Image.step > width * bytes per pixel).
+_BYTES_PER_PIXEL = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "mono16": 2, "8UC1": 1, "8UC3": 3,
+                    "16UC1": 2, "32FC1": 4, "bayer_rggb8": 1, "bayer_bggr8": 1, "bayer_gbrg8": 1, "bayer_grbg8": 1}
+
+
+def _without_row_padding(msg: Any) -> Any:
+    """A raw Image whose rows carry padding (``step`` > width x bytes per pixel) with the padding removed.
+
+    rosbags-image decodes ``data`` as ``height x width`` pixels and ignores ``step``, which shears padded rows.
+    """
+    bytes_per_pixel = _BYTES_PER_PIXEL.get(getattr(msg, "encoding", None))
+    if bytes_per_pixel is None or not hasattr(msg, "step"):
+        return msg
+    row_bytes = int(msg.width) * bytes_per_pixel
+    if int(msg.step) <= row_bytes:
+        return msg
+    rows = np.frombuffer(bytes(msg.data), dtype=np.uint8)[: int(msg.height) * int(msg.step)]
+    unpadded = rows.reshape(int(msg.height), int(msg.step))[:, :row_bytes].reshape(-1)
+    return dataclasses.replace(msg, step=row_bytes, data=np.ascontiguousarray(unpadded))
 
 
 class RosbagDataset(FrameSequenceDataset):
@@ -190,7 +212,7 @@ class RosbagDataset(FrameSequenceDataset):
             raise DatasetError(f"{where}: message not found (bag changed since indexing?)")
         connection, raw = messages[ordinal]
         try:
-            image = message_to_cvimage(reader.deserialize(raw, connection.msgtype), "rgb8")
+            image = message_to_cvimage(_without_row_padding(reader.deserialize(raw, connection.msgtype)), "rgb8")
         except (ImageError, ValueError, TypeError) as error:
             raise DatasetError(f"{where}: cannot decode image ({error})") from error
         if image is None or image.ndim != 3 or image.shape[2] != 3:
