@@ -33,9 +33,9 @@ esac
 case $run in
   posenet) extra=(--set pose.source=posenet) ;;
   essential) extra=("${keypoints[@]}" --set pose.source=essential) ;;
-  # PnP needs a depth map to lift keypoints; from an untrained DepthNet it found < 15 inliers in ~86 % of pairs
-  # (measured, docs/experiments.md), so a PoseNet drives the first WARMUP steps, then PnP takes over; pairs whose
-  # PnP solve fails fall back to the PoseNet's pose (which also seeds RANSAC) instead of being masked.
+  # PnP lifts keypoints with the predicted depth: from an untrained DepthNet the solves are valid but their
+  # translation direction is 64-80 degrees off (docs/experiments.md), so a PoseNet drives the first WARMUP steps,
+  # then PnP takes over; pairs whose PnP solve fails fall back to the PoseNet's pose (which also seeds RANSAC).
   pnp) extra=("${keypoints[@]}" "${hybrid[@]}") ;;
   pnp_prior) extra=("${keypoints[@]}" "${hybrid[@]}" --set loss.sparse_prior_weight=0.1) ;;
   *) echo "unknown run $run" >&2; exit 2 ;;

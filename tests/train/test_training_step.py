@@ -159,3 +159,22 @@ def test_each_pair_matches_its_own_context(plane_sequence):
             alone = model.keypoint_net(batch["context"][:, s])
             in_batch = {key: value[B * (1 + s): B * (2 + s)] for key, value in outputs["keypoint_dense"].items()}
             torch.testing.assert_close(in_batch["score"], alone["score"], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("source", ["essential", "pnp"])
+def test_photometric_loss_alone_reaches_keypoint_scores(plane_sequence, source):
+    """With no keypoint or prior loss, the KeypointNet still learns: its scores weight the differentiable solve."""
+    torch.manual_seed(0)
+    config = _config(source, **{"loss.keypoint_weight": 0.0, "loss.sparse_prior_weight": 0.0, "pose.min_inliers": 0})
+    model, objective = DepthPoseModel(config), SelfSupervisedObjective(config)
+    batch = _batch(plane_sequence)
+    # Contexts shifted by one keypoint cell (8 px): even an untrained KeypointNet matches them (its convolutions are
+    # shift-equivariant on the cell grid), so the solves succeed and the photometric loss depends on the weights.
+    image = batch["image"]
+    batch["context"] = torch.stack([image.roll(8, dims=-1), image.roll(-8, dims=-1)], dim=1)
+    outputs = model(batch, step=0)
+    assert outputs["pose_valid"].any()
+    loss, _ = objective(batch, outputs)
+    loss.backward()
+    finite, total = _grad_norms(model.keypoint_net)
+    assert finite and total > 0
