@@ -1,0 +1,123 @@
+"""Run PriorDepth over a recorded sequence and write depth, matches, the trajectory, plots and metrics.
+
+    python -m priordepth_core.infer --input <TUM folder | KITTI sequence/drive | rosbag2 | suite:NAME[:SPLIT[:SEED]]>
+        --out DIR [--checkpoint C] [--backend torch|onnxruntime|tensorrt] [--scale-mode relative|camera_height]
+
+Examples:
+
+    python -m priordepth_core.infer --input suite:driving:test:900 --out runs/infer/driving_900 --backend onnxruntime
+    python -m priordepth_core.infer --input rgbd_dataset_freiburg1_xyz --out runs/infer/fr1_xyz
+    python -m priordepth_core.infer --input drive.mcap --image-topic /cam/image_raw --out runs/infer/drive
+
+The output folder (layout in ``priordepth_core.infer.outputs``) is written under a temporary name and renamed when
+complete: a failure leaves nothing behind. With ground truth, the metrics (depth abs_rel etc. under MonoDepth2's
+protocol with median scaling, ATE/RPE after Sim(3) alignment) are printed and saved in ``metrics.json``.
+
+Exit status: 0 done; 1 bad input (the message names it); 2 the backend cannot run here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from ..data import DatasetError
+from ..inference import BackendUnavailableError, Pipeline, PipelineConfig
+from ..inference.config import BACKENDS, SCALE_MODES
+from .runner import run_sequence, summary_table
+from .sources import DEFAULT_CAMERA_INFO_TOPIC, DEFAULT_IMAGE_TOPIC, open_input
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"320x96"`` (WIDTHxHEIGHT) -> (height, width)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT like 320x96, got {text!r}") from None
+    return height, width
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m priordepth_core.infer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", required=True, help="sequence folder, rosbag2 or suite:NAME[:SPLIT[:SEED]]")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (must not exist unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder when done")
+    parser.add_argument("--checkpoint", type=Path, help="packaged model or trainer checkpoint (default: shipped)")
+    parser.add_argument("--keypoints", default="", help="KeypointNet checkpoint for a checkpoint without one")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads per network (default 1; 0 = the libraries' default, all cores, which was "
+                             "5-10x slower on a busy 2-core machine: benchmarks/pipeline.py)")
+    parser.add_argument("--concurrent-networks", action="store_true",
+                        help="run DepthNet and KeypointNet side by side (faster on small CPUs with --threads 1)")
+    parser.add_argument("--size", type=parse_size, help="network input WIDTHxHEIGHT (default: checkpoint's)")
+    parser.add_argument("--scale-mode", choices=SCALE_MODES, default="relative")
+    parser.add_argument("--camera-height", type=float, default=PipelineConfig.camera_height_m,
+                        help="camera height above the ground in metres (scale mode camera_height)")
+    parser.add_argument("--max-keypoints", type=int, default=PipelineConfig.max_keypoints)
+    parser.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0 = all)")
+    parser.add_argument("--every", type=int, default=1, help="use every N-th frame")
+    parser.add_argument("--image-topic", default=DEFAULT_IMAGE_TOPIC, help="rosbag2: image topic")
+    parser.add_argument("--camera-info-topic", default=DEFAULT_CAMERA_INFO_TOPIC, help="rosbag2: CameraInfo topic")
+    parser.add_argument("--pose-topic", help="rosbag2: ground-truth pose topic (default /ground_truth/odometry "
+                                             "when present)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("priordepth_core").setLevel(logging.INFO)  # our progress notes, not the exporter's chatter
+    if args.out.exists() and not args.overwrite:
+        print(f"error: --out {args.out} already exists; remove it, choose another folder or pass --overwrite",
+              file=sys.stderr)
+        return 1
+    if args.max_frames < 0 or args.every < 1:
+        print("error: --max-frames must be >= 0 and --every >= 1", file=sys.stderr)
+        return 1
+    temporary = args.out.parent / f".{args.out.name}.partial-{os.getpid()}"
+    try:
+        sequence = open_input(args.input, args.image_topic, args.camera_info_topic, args.pose_topic)
+        sequence = sequence.limit(args.max_frames, args.every)
+        if len(sequence) < 2:
+            raise ValueError(f"--input {args.input}: needs at least two frames, got {len(sequence)}")
+        height, width = args.size if args.size else (0, 0)
+        config = PipelineConfig(backend=args.backend, device=args.device, input_height=height, input_width=width,
+                                scale_mode=args.scale_mode, camera_height_m=args.camera_height,
+                                max_keypoints=args.max_keypoints, num_threads=args.threads,
+                                concurrent_networks=args.concurrent_networks, keypoint_checkpoint=args.keypoints)
+        pipeline = Pipeline(config, args.checkpoint)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir()
+        metrics = run_sequence(pipeline, sequence, temporary, progress=not args.no_progress)
+        if args.out.exists():
+            shutil.rmtree(args.out)
+        os.replace(temporary, args.out)
+    except BackendUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (DatasetError, FileNotFoundError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    print(f"\n{metrics['sequence']}: {metrics['frames']} frames -> {args.out}")
+    print(summary_table(metrics))
+    print(f"pictures: {args.out / 'overview.png'}, {args.out / 'trajectory.png'}, {args.out}/depth_color/, "
+          f"{args.out}/matches/; metrics: {args.out / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

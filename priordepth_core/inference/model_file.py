@@ -1,0 +1,296 @@
+"""The networks inference needs, read from any of the project's checkpoints, and the small packaged model file.
+
+Three kinds of file are understood (all read with ``torch.load(weights_only=True)``):
+
+- a packaged inference model (:func:`pack_inference_model`, ``format`` = ``INFERENCE_MODEL_FORMAT``): the DepthNet
+  (finest output scale only) and a KeypointNet in fp16, their constructor arguments, the training input size and a
+  provenance record (which run, pose source, metrics). This is what ships in ``priordepth_core/assets/``;
+- a trainer checkpoint (``python -m priordepth_core.train``): ``model`` (the ``DepthPoseModel`` state dict) and
+  ``config``; its KeypointNet is used when the run had one (pose sources ``pnp``/``essential`` or a keypoint loss);
+- a KeypointNet checkpoint (``python -m priordepth_core.train.keypoints``), only as the separate keypoint source
+  for a trainer checkpoint without a KeypointNet (a PoseNet run).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..models import DepthNet, KeypointNet
+from ..train.checkpoint import load_checkpoint, save_atomic
+
+INFERENCE_MODEL_FORMAT = "priordepth-inference-model"
+INFERENCE_MODEL_VERSION = 1
+DEFAULT_MODEL_NAME = "priordepth_lite.pt"
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
+# The packaged model must stay small enough to ship inside the pip package.
+MAX_PACKAGED_BYTES = 15 * 1024 * 1024
+
+
+def default_checkpoint_path() -> Path:
+    """The inference model shipped inside the package (``priordepth_core/assets/priordepth_lite.pt``)."""
+    return ASSETS_DIR / DEFAULT_MODEL_NAME
+
+
+@dataclass
+class InferenceModel:
+    """Networks in eval mode (float32, CPU) plus what is known about them.
+
+    Attributes:
+        depth_net: DepthNet producing only the finest scale.
+        keypoint_net: KeypointNet.
+        input_size: ``(H, W)`` the networks were trained at.
+        depth_config: DepthNet constructor arguments (``num_layers``, ``lite``, ``min_depth``, ``max_depth``).
+        keypoint_config: KeypointNet constructor arguments (``descriptor_dim``, ``lite``, ``upsample_descriptors``).
+        provenance: where the weights come from (JSON-able).
+        source: the file they were read from.
+    """
+
+    depth_net: DepthNet
+    keypoint_net: KeypointNet
+    input_size: tuple[int, int]
+    depth_config: dict[str, Any]
+    keypoint_config: dict[str, Any]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def fingerprint(self) -> str:
+        """sha256 of both networks' weights and constructor arguments (keys exported graphs in the cache)."""
+        digest = hashlib.sha256()
+        digest.update(json.dumps([self.depth_config, self.keypoint_config], sort_keys=True).encode())
+        for prefix, net in (("depth", self.depth_net), ("keypoint", self.keypoint_net)):
+            for name, tensor in net.state_dict().items():
+                digest.update(f"{prefix}.{name}".encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+
+def _build_depth_net(config: dict[str, Any]) -> DepthNet:
+    return DepthNet(num_layers=int(config["num_layers"]), lite=bool(config["lite"]),
+                    min_depth=float(config["min_depth"]), max_depth=float(config["max_depth"]), scales=(0,))
+
+
+def _build_keypoint_net(config: dict[str, Any]) -> KeypointNet:
+    # Dropout is inactive in eval mode; 0 keeps the module identical to what export traces.
+    return KeypointNet(descriptor_dim=int(config["descriptor_dim"]), lite=bool(config["lite"]),
+                       upsample_descriptors=bool(config.get("upsample_descriptors", True)), dropout=0.0)
+
+
+def _load_into(net: torch.nn.Module, state: dict[str, torch.Tensor], what: str, path: Path) -> None:
+    """Load ``state`` (any float dtype), ignoring only the coarser DepthNet output heads inference never uses."""
+    wanted = net.state_dict().keys()
+    unused = [k for k in state if k not in wanted]
+    unexpected = [k for k in unused if not k.startswith("decoder.dispconv.")]
+    missing = [k for k in wanted if k not in state]
+    if unexpected or missing:
+        raise ValueError(f"{path}: {what} weights do not fit the network (missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]})")
+    try:
+        net.load_state_dict({k: v for k, v in state.items() if k in wanted})
+    except RuntimeError as exc:  # shape mismatch
+        raise ValueError(f"{path}: {what} weights do not fit the network: {exc}") from exc
+
+
+def _submodule_state(model_state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in model_state.items() if k.startswith(prefix)}
+
+
+def _read(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    path = Path(path)
+    state = load_checkpoint(path, map_location="cpu")
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a PriorDepth checkpoint (got a {type(state).__name__})")
+    return path, state
+
+
+def _keypoint_net_from_file(path: str | Path) -> tuple[KeypointNet, dict[str, Any], dict[str, Any]]:
+    """A KeypointNet from a keypoint checkpoint, a trainer checkpoint holding one, or a packaged model."""
+    path, state = _read(path)
+    if state.get("format") == INFERENCE_MODEL_FORMAT:
+        config, weights = state["keypoint_config"], state["keypoint_net"]
+        provenance = {"keypoint_source": str(path)}
+    elif "model" in state and "config" in state and "data" in state["config"]:
+        config, weights, provenance = _trainer_keypoint_net(path, state)
+    elif "model" in state and isinstance(state.get("config"), dict) and "descriptor_dim" in state["config"]:
+        config = {"descriptor_dim": int(state["config"]["descriptor_dim"]), "lite": bool(state["config"]["lite"]),
+                  "upsample_descriptors": bool(state["config"].get("upsample_descriptors", True))}
+        weights = state["model"]
+        provenance = {"keypoint_source": str(path), "keypoint_training": _jsonable(state["config"]),
+                      "keypoint_step": int(state.get("step", -1))}
+    else:
+        raise ValueError(f"{path} holds no KeypointNet (expected a keypoint, trainer or packaged checkpoint)")
+    net = _build_keypoint_net(config)
+    _load_into(net, weights, "KeypointNet", path)
+    return net, dict(config), provenance
+
+
+def _trainer_keypoint_net(path: Path, state: dict[str, Any]):
+    weights = _submodule_state(state["model"], "keypoint_net.")
+    if not weights:
+        raise ValueError(f"{path} was trained with pose source {state['config'].get('pose', {}).get('source')!r} "
+                         f"and holds no KeypointNet; give one with --keypoints / keypoint_checkpoint")
+    model = state["config"]["model"]
+    config = {"descriptor_dim": int(model.get("descriptor_dim", 256)), "lite": bool(model.get("keypoint_lite", False)),
+              "upsample_descriptors": True}
+    return config, weights, {"keypoint_source": f"{path} (joint DepthPoseModel)"}
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def load_inference_model(path: str | Path, keypoint_path: str | Path | None = None) -> InferenceModel:
+    """Read the inference networks from a packaged model or a trainer checkpoint.
+
+    Args:
+        path: packaged inference model or trainer checkpoint.
+        keypoint_path: a KeypointNet to use instead of (or, for PoseNet runs, in the absence of) the one in
+            ``path``.
+
+    Returns:
+        :class:`InferenceModel` with both networks in eval mode on the CPU.
+
+    Raises:
+        FileNotFoundError: a file is missing.
+        ValueError: a file is not a checkpoint of the expected kind, or its weights do not fit.
+    """
+    path, state = _read(path)
+    keypoint_net = keypoint_config = None
+    provenance: dict[str, Any]
+    if state.get("format") == INFERENCE_MODEL_FORMAT:
+        if int(state.get("version", 0)) > INFERENCE_MODEL_VERSION:
+            raise ValueError(f"{path}: inference model version {state['version']} is newer than this code "
+                             f"understands ({INFERENCE_MODEL_VERSION})")
+        depth_config = dict(state["depth_config"])
+        depth_net = _build_depth_net(depth_config)
+        _load_into(depth_net, state["depth_net"], "DepthNet", path)
+        input_size = tuple(int(v) for v in state["input_size"])
+        provenance = dict(state.get("provenance", {}))
+        if keypoint_path is None:
+            keypoint_config = dict(state["keypoint_config"])
+            keypoint_net = _build_keypoint_net(keypoint_config)
+            _load_into(keypoint_net, state["keypoint_net"], "KeypointNet", path)
+    elif "model" in state and isinstance(state.get("config"), dict) and "data" in state["config"]:
+        from ..train.config import config_from_dict
+
+        config = config_from_dict(state["config"])
+        depth_config = {"num_layers": config.model.num_layers, "lite": config.model.lite,
+                        "min_depth": config.model.min_depth, "max_depth": config.model.max_depth}
+        depth_net = _build_depth_net(depth_config)
+        _load_into(depth_net, _submodule_state(state["model"], "depth_net."), "DepthNet", path)
+        input_size = (config.data.height, config.data.width)
+        provenance = {"source_checkpoint": str(path), "run_name": config.name, "pose_source": config.pose.source,
+                      "step": int(state.get("step", -1)), "epoch": int(state.get("epoch", -1)),
+                      "training_config": _jsonable(state["config"])}
+        history = json.loads(state["history"]) if isinstance(state.get("history"), str) else []
+        if history:
+            provenance["last_evaluation"] = history[-1]
+        if keypoint_path is None:
+            keypoint_config, weights, kp_provenance = _trainer_keypoint_net(path, state)
+            keypoint_net = _build_keypoint_net(keypoint_config)
+            _load_into(keypoint_net, weights, "KeypointNet", path)
+            provenance.update(kp_provenance)
+    else:
+        raise ValueError(f"{path} is neither a packaged inference model nor a trainer checkpoint "
+                         f"(keys: {sorted(state)[:8]})")
+    if keypoint_path is not None:
+        keypoint_net, keypoint_config, kp_provenance = _keypoint_net_from_file(keypoint_path)
+        provenance.update(kp_provenance)
+    return InferenceModel(depth_net.eval(), keypoint_net.eval(), input_size, depth_config, keypoint_config,
+                          provenance, str(path))
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """fp16 copies of floating tensors (halves the file; the networks compute in float32 after loading)."""
+    return {k: (v.detach().half() if v.is_floating_point() else v.detach()).clone() for k, v in state.items()}
+
+
+def untrained_inference_model(input_size: tuple[int, int], descriptor_dim: int = 128, seed: int = 0,
+                               min_depth: float = 0.1, max_depth: float = 100.0) -> InferenceModel:
+    """Randomly initialised lite networks (for speed measurements and tests where the weights do not matter)."""
+    torch.manual_seed(seed)
+    depth_config = {"num_layers": 18, "lite": True, "min_depth": min_depth, "max_depth": max_depth}
+    keypoint_config = {"descriptor_dim": descriptor_dim, "lite": True, "upsample_descriptors": True}
+    return InferenceModel(_build_depth_net(depth_config).eval(), _build_keypoint_net(keypoint_config).eval(),
+                          tuple(input_size), depth_config, keypoint_config,
+                          {"note": f"untrained (random initialisation, seed {seed})"}, "untrained")
+
+
+def save_inference_model(model: InferenceModel, out: str | Path, provenance: dict[str, Any] | None = None) -> int:
+    """Write ``model`` as a packaged inference model (fp16 weights), atomically; returns the file size in bytes.
+
+    Raises:
+        ValueError: the file would exceed ``MAX_PACKAGED_BYTES`` (nothing is written then).
+    """
+    payload = {
+        "format": INFERENCE_MODEL_FORMAT,
+        "version": INFERENCE_MODEL_VERSION,
+        "depth_config": dict(model.depth_config),
+        "keypoint_config": dict(model.keypoint_config),
+        "input_size": list(model.input_size),
+        "depth_net": _half(model.depth_net.state_dict()),
+        "keypoint_net": _half(model.keypoint_net.state_dict()),
+        "provenance": _jsonable(model.provenance if provenance is None else provenance),
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    size = buffer.tell()
+    if size > MAX_PACKAGED_BYTES:
+        raise ValueError(f"packaged model would be {size / 2**20:.1f} MiB, over the "
+                         f"{MAX_PACKAGED_BYTES / 2**20:.0f} MiB limit for shipping in the package; use lite networks")
+    out = Path(out)
+    save_atomic(payload, out)
+    os.chmod(out, 0o644)  # a package asset, readable by everyone (the temporary file was private)
+    return size
+
+
+def pack_inference_model(checkpoint: str | Path, out: str | Path, keypoint_checkpoint: str | Path | None = None,
+                         metrics: dict[str, Any] | None = None, note: str = "") -> dict[str, Any]:
+    """Write the small fp16 inference model file from a trainer checkpoint (and optionally a KeypointNet).
+
+    Args:
+        checkpoint: trainer checkpoint (or a packaged model, to re-pack with another KeypointNet).
+        out: output file; written atomically.
+        keypoint_checkpoint: KeypointNet source when ``checkpoint`` has none or another is wanted.
+        metrics: evaluation results to record in the provenance (e.g. a ``python -m priordepth_core.evaluate``
+            JSON).
+        note: free text recorded in the provenance (e.g. the training command).
+
+    Returns:
+        the provenance record written.
+
+    Raises:
+        ValueError: unusable inputs, or a result larger than ``MAX_PACKAGED_BYTES``.
+    """
+    model = load_inference_model(checkpoint, keypoint_checkpoint)
+    provenance = dict(model.provenance)
+    provenance.update({
+        "packaged_from": str(checkpoint),
+        "packaged_from_sha256": _file_sha256(Path(checkpoint)),
+        "packaged_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "weights_dtype": "float16",
+    })
+    if keypoint_checkpoint is not None:
+        provenance["keypoint_source_sha256"] = _file_sha256(Path(keypoint_checkpoint))
+    if metrics:
+        provenance["metrics"] = _jsonable(metrics)
+    if note:
+        provenance["note"] = note
+    save_inference_model(model, out, provenance)
+    return provenance
