@@ -38,6 +38,7 @@ EXTRAS_REQUIRE = {
         "ros-jazzy-std-msgs",
         "ros-jazzy-visualization-msgs",
         "ros-jazzy-diagnostic-msgs",
+        "ros-jazzy-std-srvs",
         # Build tools for ros_interfaces/tf2_msgs (TFMessage is not on PyPI), built into the venv by `make test`.
         "ros-jazzy-ament-cmake",
         "ros-jazzy-ament-cmake-ros",

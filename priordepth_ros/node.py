@@ -1,0 +1,462 @@
+"""``priordepth_node``: live depth, keypoint matches, odometry and TF from one camera (rclpy).
+
+Run: ``ros2 run priordepth_ros priordepth_node --ros-args --params-file config/priordepth.yaml -r image:=... -r
+camera_info:=...`` or ``python -m priordepth_ros.node --ros-args ...``. Topics, parameters and QoS are listed in
+README's "ROS 2 node" section; names live in :mod:`priordepth_ros.topics`, parameters in
+:mod:`priordepth_ros.parameters`.
+
+Threads: the executor runs the subscriptions, the reset service and the diagnostics timer; a processing thread takes
+the newest image from a one-slot buffer (:mod:`priordepth_ros.latest_frame`), pairs it with the latest CameraInfo of
+its frame id, runs ``Pipeline.process`` and publishes. Images arriving meanwhile replace the waiting one, so there is
+never a backlog. A painting thread draws the visualisation images (colourised depth, matches) of the newest
+processed frame, only while someone subscribes to them, so pictures never delay depth, odometry and TF.
+
+Robustness: a bad message (unsupported encoding, empty or inconsistent image, missing or mismatched CameraInfo) or an
+exception in the pipeline skips that frame with a throttled log line and a diagnostics count; nothing is published
+for it and the node keeps running.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry, Path
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+from tf2_msgs.msg import TFMessage
+
+from priordepth_core.inference import LOST_VARIANCE, BackendUnavailableError, FrameResult, Pipeline
+
+from . import qos, topics
+from .conversions import (
+    ConversionError,
+    camera_info_intrinsics,
+    camera_info_with_header,
+    check_image_layout,
+    compressed_image_to_rgb,
+    depth_to_image,
+    image_to_rgb,
+    invert_transform,
+    matrix_from_quaternion_xyzw,
+    odometry_message,
+    points_to_pointcloud2,
+    pose_stamped,
+    rgb_to_image,
+    rotate_covariance,
+    stamp_to_nanoseconds,
+    stamp_to_seconds,
+    transform_matrix,
+    transform_stamped,
+    twist_from_relative_pose,
+)
+from .diagnostics import NodeStatistics, diagnostic_status
+from .latest_frame import LatestFrameSlot
+from .overlays import colorize_depth, draw_match_tracks
+from .parameters import (
+    NodeSettings,
+    ParameterError,
+    check_value,
+    declare_parameters,
+    node_settings_from_values,
+    parameter_specs,
+    pipeline_config_from_values,
+)
+
+# A problem repeating every frame is logged at most once per this many seconds (with a count of the repeats).
+LOG_THROTTLE_S = 5.0
+
+
+@dataclass
+class _Frame:
+    message: Image | CompressedImage
+    received: float  # time.perf_counter() at arrival
+
+
+@dataclass
+class _Pictures:
+    """What the painting thread needs to draw one frame's visualisation images."""
+
+    result: FrameResult
+    rgb: np.ndarray
+    header: Header
+    colored: bool
+    matches: bool
+
+
+@dataclass
+class _CameraInfoEntry:
+    message: CameraInfo
+    K: np.ndarray | None
+    problem: str  # why K is unusable, "" when it is fine
+
+
+class PriorDepthNode(Node):
+    """The node; see the module docstring. Raises ParameterError (bad parameters) or the pipeline's load errors."""
+
+    def __init__(self, node_name: str = topics.NODE_NAME, **node_kwargs):
+        super().__init__(node_name, **node_kwargs)
+        values = declare_parameters(self)
+        self.settings: NodeSettings = node_settings_from_values(values)
+        config = pipeline_config_from_values(values)
+        self.pipeline = Pipeline(config, self.settings.checkpoint or None)
+        self.get_logger().info(
+            f"pipeline ready: {self.pipeline.checkpoint.name}, backend {config.backend} on {config.device}, "
+            f"network input {self.pipeline.input_size[1]}x{self.pipeline.input_size[0]}, scale {config.scale_mode}")
+
+        colorize_depth(np.ones((2, 2), dtype=np.float32))  # builds the colour table now, not on the first frame
+        self.statistics = NodeStatistics()
+        self._slot: LatestFrameSlot[_Frame] = LatestFrameSlot()
+        self._camera_infos: dict[str, _CameraInfoEntry] = {}
+        self._camera_info_lock = threading.Lock()
+        self._drift_warned: set[str] = set()
+        self._mount_published: set[str] = set()
+        self._log_times: dict[str, tuple[float, int]] = {}
+        self._reset_requested = threading.Event()
+        self._path: deque[object] = deque(maxlen=self.settings.path_max_length)
+        self._previous_stamp: float | None = None
+        self._path_published_at = -np.inf
+        self._previous_state = ""
+        self._hardware_id = self.settings.camera_frame  # the camera frame of the latest image
+        self._mount = self._camera_mount(self.settings)
+
+        compressed = self.settings.image_transport == "compressed"
+        image_type = CompressedImage if compressed else Image
+        self.create_subscription(image_type, topics.IMAGE, self._on_image, qos.SENSOR_INPUT)
+        self.create_subscription(CameraInfo, topics.CAMERA_INFO, self._on_camera_info, qos.SENSOR_INPUT)
+        self._depth_publisher = self.create_publisher(Image, topics.DEPTH, qos.OUTPUT)
+        self._depth_info_publisher = self.create_publisher(CameraInfo, topics.DEPTH_CAMERA_INFO, qos.OUTPUT)
+        self._colored_publisher = self.create_publisher(Image, topics.DEPTH_COLORED, qos.OUTPUT)
+        self._matches_publisher = self.create_publisher(Image, topics.MATCHES, qos.OUTPUT)
+        self._keypoints_publisher = self.create_publisher(PointCloud2, topics.KEYPOINTS, qos.OUTPUT)
+        self._odometry_publisher = self.create_publisher(Odometry, topics.ODOMETRY, qos.OUTPUT)
+        self._path_publisher = self.create_publisher(Path, topics.PATH, qos.OUTPUT)
+        self._tf_publisher = self.create_publisher(TFMessage, topics.TF, qos.TF)
+        self._tf_static_publisher = (self.create_publisher(TFMessage, topics.TF_STATIC, qos.TF_STATIC)
+                                     if self.settings.publish_camera_mount_tf else None)
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.DIAGNOSTICS)
+        self.create_service(Trigger, topics.RESET_SERVICE, self._on_reset)
+        # The steady clock keeps diagnostics coming when use_sim_time is set and no /clock is published.
+        self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._image_topic = self.resolve_topic_name(topics.IMAGE)
+        self._pictures: LatestFrameSlot[_Pictures] = LatestFrameSlot()
+        self._worker = threading.Thread(target=self._work, name="priordepth_processing", daemon=True)
+        self._painter = threading.Thread(target=self._paint, name="priordepth_painting", daemon=True)
+        self._worker.start()
+        self._painter.start()
+        self.get_logger().info(f"waiting for {image_type.__name__} on {self._image_topic} and CameraInfo on "
+                               f"{self.resolve_topic_name(topics.CAMERA_INFO)}")
+
+    # ---------------------------------------------------------------------------------------------- settings
+    @staticmethod
+    def _camera_mount(settings: NodeSettings) -> np.ndarray:
+        """T_base_camera of the settings (translation ignored without a base frame: it only orients odom)."""
+        R = matrix_from_quaternion_xyzw(np.asarray(settings.camera_mount_quaternion_xyzw))
+        t = np.asarray(settings.camera_mount_xyz) if settings.base_frame else np.zeros(3)
+        return transform_matrix(R, t)
+
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        """Validate run-time changes (rclpy has already refused read-only ones and range violations)."""
+        specs = parameter_specs()
+        values = {}
+        try:
+            for parameter in parameters:
+                if parameter.name in specs:
+                    values[parameter.name] = check_value(specs[parameter.name], parameter.value)
+            current = {name: self.get_parameter(name).value for name in specs}
+            settings = node_settings_from_values({**current, **values})
+        except ParameterError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        self.settings = settings  # the processing thread reads it once per frame
+        return SetParametersResult(successful=True)
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self._reset_requested.set()
+        self._slot.clear()
+        response.success = True
+        response.message = "tracking restarts at the identity with the next frame; path cleared"
+        self.get_logger().info("reset requested: " + response.message)
+        return response
+
+    # ----------------------------------------------------------------------------------------------- logging
+    def _log_throttled(self, key: str, text: str, level: str = "warning") -> None:
+        """Log ``text`` unless the same kind of problem (``key``) was logged less than LOG_THROTTLE_S ago."""
+        now = time.monotonic()
+        last, suppressed = self._log_times.get(key, (-np.inf, 0))
+        if now - last < LOG_THROTTLE_S:
+            self._log_times[key] = (last, suppressed + 1)
+            return
+        if suppressed:
+            text += f" ({suppressed} more like this in the last {now - last:.0f} s)"
+        self._log_times[key] = (now, 0)
+        # One call site per severity: rclpy refuses a call site whose severity changes between calls.
+        if level == "info":
+            self.get_logger().info(text)
+        elif level == "error":
+            self.get_logger().error(text)
+        else:
+            self.get_logger().warning(text)
+
+    def _reject(self, key: str, problem: str) -> None:
+        self.statistics.rejected(problem)
+        self._log_throttled(key, problem + "; frame skipped")
+
+    # ------------------------------------------------------------------------------------------------ inputs
+    def _on_camera_info(self, message: CameraInfo) -> None:
+        try:
+            K, problem = camera_info_intrinsics(message, self.settings.use_rectified_projection), ""
+        except ConversionError as error:
+            K, problem = None, str(error)
+        frame_id = message.header.frame_id or self.settings.camera_frame
+        with self._camera_info_lock:
+            self._camera_infos[frame_id] = _CameraInfoEntry(message, K, problem)
+
+    def _on_image(self, message: Image | CompressedImage) -> None:
+        self.statistics.received()
+        if isinstance(message, Image):
+            try:
+                check_image_layout(message)  # a malformed message must not displace a good frame that waits
+            except ConversionError as error:
+                self._reject("image", f"image on {self._image_topic}: {error}")
+                return
+        if self._slot.put(_Frame(message, time.perf_counter())):
+            self.statistics.superseded()
+
+    # ------------------------------------------------------------------------------------------------ worker
+    def _work(self) -> None:
+        while not self._slot.closed:
+            frame = self._slot.take(timeout=0.2)
+            if self._reset_requested.is_set():
+                self._reset_requested.clear()
+                self.pipeline.reset()
+                self._path.clear()
+                self._previous_stamp = None
+                continue  # the frame taken may predate the reset request
+            if frame is None:
+                continue
+            try:
+                self._process(frame)
+            except Exception as error:  # a bad frame must never stop the node
+                problem = f"pipeline error on the frame stamped {stamp_to_seconds(frame.message.header.stamp):.3f}: " \
+                          f"{type(error).__name__}: {error}"
+                self.statistics.failed(problem)
+                self._log_throttled("pipeline", problem, level="error")
+
+    def stop(self) -> None:
+        """End the processing thread (waits for the frame in progress)."""
+        self._slot.close()
+        self._pictures.close()
+        self._worker.join(timeout=30.0)
+        self._painter.join(timeout=30.0)
+
+    def _camera_info_for(self, frame_id: str) -> _CameraInfoEntry | None:
+        with self._camera_info_lock:
+            return self._camera_infos.get(frame_id)
+
+    def _known_camera_frames(self) -> list[str]:
+        with self._camera_info_lock:
+            return sorted(self._camera_infos)
+
+    def _process(self, frame: _Frame) -> None:
+        settings = self.settings
+        message = frame.message
+        frame_id = message.header.frame_id or settings.camera_frame
+        header = Header(stamp=message.header.stamp, frame_id=frame_id)
+        self._hardware_id = frame_id
+        stamp = stamp_to_seconds(header.stamp)
+
+        info = self._camera_info_for(frame_id)
+        if info is None:
+            known = self._known_camera_frames()
+            self._reject("camera_info", f"no CameraInfo for frame {frame_id!r} received yet on "
+                         f"{self.resolve_topic_name(topics.CAMERA_INFO)}"
+                         + (f" (CameraInfo came for {', '.join(map(repr, known))})" if known else ""))
+            return
+        if info.problem:
+            self._reject("camera_info_bad", f"CameraInfo of frame {frame_id!r} unusable: {info.problem}")
+            return
+        drift = abs(stamp_to_nanoseconds(info.message.header.stamp) - stamp_to_nanoseconds(header.stamp)) * 1e-9
+        if drift > settings.camera_info_tolerance_s and frame_id not in self._drift_warned:
+            self._drift_warned.add(frame_id)
+            self.get_logger().warning(
+                f"image and latest CameraInfo of frame {frame_id!r} are {drift:.3f} s apart (tolerance "
+                f"{settings.camera_info_tolerance_s} s); using it anyway (warned once per frame)")
+        if settings.max_input_age_s > 0:
+            age = (self.get_clock().now().nanoseconds - stamp_to_nanoseconds(header.stamp)) * 1e-9
+            if age > settings.max_input_age_s:
+                self.statistics.stale()
+                self._log_throttled("stale", f"frame stamped {stamp:.3f} is {age:.3f} s old (max_input_age_s "
+                                    f"{settings.max_input_age_s}); skipped")
+                return
+
+        started, started_cpu = time.perf_counter(), time.thread_time()
+        try:
+            rgb = image_to_rgb(message) if isinstance(message, Image) else compressed_image_to_rgb(message)
+        except ConversionError as error:
+            self._reject("image", f"image on {self._image_topic}: {error}")
+            return
+        height, width = rgb.shape[:2]
+        if info.message.width and (info.message.width, info.message.height) != (width, height):
+            self._reject("camera_info_size", f"CameraInfo of frame {frame_id!r} is for {info.message.width}x"
+                         f"{info.message.height} images but the image is {width}x{height}")
+            return
+        converted, converted_cpu = time.perf_counter(), time.thread_time()
+
+        try:
+            result = self.pipeline.process(rgb, info.K, stamp)
+        except ValueError as error:  # bad input the pipeline refuses, state unchanged
+            self._reject("pipeline_input", f"pipeline refused the frame stamped {stamp:.3f}: {error}")
+            return
+        processed, processed_cpu = time.perf_counter(), time.thread_time()
+
+        self._publish(result, header, info.message, rgb, settings)
+        published, published_cpu = time.perf_counter(), time.thread_time()
+        self._previous_stamp = stamp
+        self._report_tracking(result)
+        self.statistics.processed(
+            pipeline_ms=result.timings_ms,
+            node_ms={"convert": (converted - started) * 1e3, "publish": (published - processed) * 1e3},
+            node_cpu_ms=(converted_cpu - started_cpu + published_cpu - processed_cpu) * 1e3,
+            latency_ms=(published - frame.received) * 1e3, tracking_state=result.tracking_state.value,
+            tracking_message=result.message, inliers=result.num_inliers, keypoints=len(result.keypoints),
+            scale_source=result.scale_source)
+
+    def _report_tracking(self, result: FrameResult) -> None:
+        state = result.tracking_state.value
+        if result.reinitialized and result.message:  # first frame, reset, or an image size / intrinsics change
+            self._log_throttled("reinitialized", f"tracking (re)starts: {result.message}", level="info")
+        elif state != self._previous_state and state in ("lost", "degraded"):
+            self._log_throttled(f"tracking_{state}", f"tracking {state}: {result.message}")
+        elif state == "ok" and self._previous_state == "lost":
+            self.get_logger().info(f"tracking recovered: {result.message}")
+        self._previous_state = state
+
+    # ------------------------------------------------------------------------------------------------ outputs
+    def _publish(self, result: FrameResult, header: Header, info: CameraInfo, rgb: np.ndarray,
+                 settings: NodeSettings) -> None:
+        if settings.publish_depth:
+            self._depth_publisher.publish(depth_to_image(result.depth, header))
+        if settings.publish_depth_camera_info:
+            self._depth_info_publisher.publish(camera_info_with_header(info, header))
+        if settings.publish_keypoints:
+            self._keypoints_publisher.publish(points_to_pointcloud2(result.points_camera, header,
+                                                                    result.keypoint_scores))
+        if settings.publish_odometry or settings.publish_tf or settings.publish_path:
+            self._publish_pose(result, header, settings)
+        # The pictures cost a few milliseconds: drawn only for someone who looks, by the painting thread.
+        colored = settings.publish_colored_depth and self._colored_publisher.get_subscription_count() > 0
+        matches = settings.publish_matches and self._matches_publisher.get_subscription_count() > 0
+        if colored or matches:
+            self._pictures.put(_Pictures(result, rgb, header, colored, matches))
+
+    def _paint(self) -> None:
+        """Painting thread: visualisation images, off the path of depth, odometry and TF (newest frame only)."""
+        while not self._pictures.closed:
+            pictures = self._pictures.take(timeout=0.2)
+            if pictures is None:
+                continue
+            result, header = pictures.result, pictures.header
+            try:
+                if pictures.colored:
+                    self._colored_publisher.publish(rgb_to_image(colorize_depth(result.depth), header))
+                if pictures.matches:
+                    canvas = draw_match_tracks(pictures.rgb, result.previous_keypoints, result.keypoints,
+                                               result.matches, result.match_inliers)
+                    self._matches_publisher.publish(rgb_to_image(canvas, header))
+            except Exception as error:  # a picture must never stop the node
+                self._log_throttled("paint", f"visualisation failed: {type(error).__name__}: {error}", level="error")
+
+    def _publish_pose(self, result: FrameResult, header: Header, settings: NodeSettings) -> None:
+        """Odometry, TF and path of the camera (or of base_frame through the camera mount, REP 105).
+
+        The pipeline's odometry frame is the first camera's optical frame; ROS's odom frame is that pose seen by
+        the base (the mount's axes: x forward, z up by default): T_odom_camera = T_base_camera @ T_pipeline.
+        """
+        mount = self._mount
+        if settings.base_frame:
+            child = settings.base_frame
+            T_odom_child = mount @ result.T_odom_curr @ invert_transform(mount)
+            T_prev_curr = mount @ result.T_prev_curr @ invert_transform(mount)
+            R_child_camera = mount[:3, :3]
+        else:
+            child = header.frame_id
+            T_odom_child = mount @ result.T_odom_curr
+            T_prev_curr = result.T_prev_curr
+            R_child_camera = np.eye(3)
+        stamp = header.stamp
+        odom_header = Header(stamp=stamp, frame_id=settings.odom_frame)
+        if settings.publish_odometry:
+            dt = stamp_to_seconds(stamp) - self._previous_stamp if self._previous_stamp is not None else 0.0
+            if result.reinitialized or not dt > 0:
+                twist, twist_covariance = np.zeros(6), np.eye(6) * LOST_VARIANCE  # no motion observed yet
+            else:
+                twist = twist_from_relative_pose(T_prev_curr, dt)
+                twist_covariance = rotate_covariance(result.relative_covariance, R_child_camera) / dt**2
+            pose_covariance = rotate_covariance(result.covariance, mount[:3, :3])
+            self._odometry_publisher.publish(odometry_message(T_odom_child, pose_covariance, twist,
+                                                              twist_covariance, stamp, settings.odom_frame, child))
+        if settings.publish_tf:
+            self._tf_publisher.publish(TFMessage(transforms=[transform_stamped(T_odom_child, stamp,
+                                                                               settings.odom_frame, child)]))
+            if self._tf_static_publisher is not None and header.frame_id not in self._mount_published:
+                self._mount_published.add(header.frame_id)
+                self._tf_static_publisher.publish(TFMessage(transforms=[transform_stamped(
+                    mount, stamp, settings.base_frame, header.frame_id)]))
+        if settings.publish_path:
+            if self._path.maxlen != settings.path_max_length:  # changed at run time
+                self._path = deque(self._path, maxlen=settings.path_max_length)
+            self._path.append(pose_stamped(T_odom_child, odom_header))
+            now = time.monotonic()
+            if now - self._path_published_at >= settings.path_publish_period_s:
+                self._path_published_at = now
+                self._path_publisher.publish(Path(header=odom_header, poses=list(self._path)))
+
+    def _publish_diagnostics(self) -> None:
+        report = self.statistics.report()
+        status = diagnostic_status(report, f"{self.get_name()}: depth and odometry", self._hardware_id,
+                                   self._image_topic)
+        self._diagnostics_publisher.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
+                                                            status=[status]))
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``priordepth_node``; returns the exit status (1 when the configuration cannot be used)."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        try:
+            node = PriorDepthNode()
+        except (ParameterError, FileNotFoundError, ValueError, BackendUnavailableError) as error:
+            rclpy.logging.get_logger(topics.NODE_NAME).fatal(f"cannot start: {error}")
+            return 1
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        return 0
+    finally:
+        if node is not None:
+            node.stop()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
