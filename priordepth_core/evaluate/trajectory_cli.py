@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 
 def add_trajectory_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("trajectory", help="frame-to-frame odometry of a checkpoint or the ORB baseline")
@@ -58,7 +56,6 @@ def run_trajectory(args: argparse.Namespace) -> int:
     config.data.context_offsets = [-1]
     if args.orb or args.native_resolution:
         config.data.height, config.data.width = _native_size(config)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     dataset = build_split(config.data, args.split)
     results = evaluate_trajectories(dataset, relative_poses)
 
