@@ -2,8 +2,8 @@
 # The PriorDepth pose-source experiment (docs/experiments.md): the same lite DepthNet, seed, data and step budget for
 # every run; only the pose source (and the losses that come with it) changes.
 #
-#   bash experiments/pose_sources.sh <suite> <run>      suite: driving | handheld | indoor_slow
-#                                                      run:   posenet | essential | pnp | pnp_prior
+#   bash experiments/pose_sources.sh <suite> <run>      suite: driving | handheld | handheld_wide | indoor_slow
+#                                                      run:   posenet | essential | pnp | pnp_prior | pnp_detached
 # Runs go to runs/pose_sources/<suite>/<run>. One CPU thread per run (run.num_threads: 1), so two runs share this
 # 2-core machine. Resumable: re-running the same command continues from last.pt.
 set -euo pipefail
@@ -27,6 +27,10 @@ case $suite in
   driving) config=config/train/synthetic_driving.yaml ;;
   handheld) config=config/train/synthetic_handheld.yaml
             common+=(--set data.height=128 --set data.width=160 --set run.num_threads=1) ;;
+  # The handheld suite with context frames 3 apart (100 ms at 30 Hz, as KITTI's +-1 at 10 Hz): adjacent handheld
+  # frames move 7 mm-7 cm, about one pixel of parallax at 160x128, too little for depth (docs/experiments.md).
+  handheld_wide) config=config/train/synthetic_handheld.yaml
+            common+=(--set data.height=128 --set data.width=160 --set "data.context_offsets=[-3,3]") ;;
   indoor_slow) config=config/train/synthetic_indoor_slow.yaml ;;
   *) echo "unknown suite $suite" >&2; exit 2 ;;
 esac
@@ -38,6 +42,8 @@ case $run in
   # then PnP takes over; pairs whose PnP solve fails fall back to the PoseNet's pose (which also seeds RANSAC).
   pnp) extra=("${keypoints[@]}" "${hybrid[@]}") ;;
   pnp_prior) extra=("${keypoints[@]}" "${hybrid[@]}" --set loss.sparse_prior_weight=0.1) ;;
+  # PnP on a detached depth: the DepthNet learns only through the warp, not through the pose it produced.
+  pnp_detached) extra=("${keypoints[@]}" "${hybrid[@]}" --set pose.detach_depth=true) ;;
   *) echo "unknown run $run" >&2; exit 2 ;;
 esac
 resume=()

@@ -95,6 +95,10 @@ class PoseConfig:
     # What a failed pair (invalid solve or < min_inliers) does: "mask" drops its photometric term; "posenet" uses the
     # PoseNet's pose for it (hybrid; a PoseNet is then built and keeps training on those pairs).
     fallback: str = "mask"
+    # pnp: lift the keypoints with a detached depth, so the photometric loss trains the DepthNet only through the
+    # warp and not through the pose the depth itself produced (with the gradient through the pose, a wrong depth can
+    # move the pose until the two agree; docs/experiments.md).
+    detach_depth: bool = False
 
 
 @dataclass

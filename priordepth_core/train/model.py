@@ -88,7 +88,8 @@ class DepthPoseModel(nn.Module):
                     depth_target: torch.Tensor, K: torch.Tensor, init: torch.Tensor | None) -> dict[str, torch.Tensor]:
         pc = self.config.pose
         if source == "pnp":
-            depth_at_kp = sample_depth_at(depth_target, x_target)  # (B, N)
+            lift_depth = depth_target.detach() if pc.detach_depth else depth_target
+            depth_at_kp = sample_depth_at(lift_depth, x_target)  # (B, N)
             points_target = unproject_points(x_target, depth_at_kp, K)
             init_pose = None if init is None else (init[:, :3, :3], init[:, :3, 3])
             est = solve_pnp_ransac(points_target, x_context, K, weights, num_hypotheses=pc.ransac_hypotheses,

@@ -178,3 +178,23 @@ def test_photometric_loss_alone_reaches_keypoint_scores(plane_sequence, source):
     loss.backward()
     finite, total = _grad_norms(model.keypoint_net)
     assert finite and total > 0
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_pnp_detach_depth_cuts_the_gradient_through_the_pose(plane_sequence, detach):
+    """pose.detach_depth: the solved pose still carries the depth's values, but no gradient flows from it into the
+    DepthNet (without it, the pose is a differentiable function of the depth)."""
+    torch.manual_seed(0)
+    config = _config("pnp", **{"pose.detach_depth": detach, "pose.min_inliers": 0})
+    model = DepthPoseModel(config)
+    batch = _batch(plane_sequence)
+    image = batch["image"]  # contexts shifted by one keypoint cell: an untrained KeypointNet matches them
+    batch["context"] = torch.stack([image.roll(8, dims=-1), image.roll(-8, dims=-1)], dim=1)
+    outputs = model(batch, step=0)
+    assert outputs["pose_valid"].any()
+    outputs["T_context_target"][..., :3, 3].abs().sum().backward()
+    _, depth_grad = _grad_norms(model.depth_net)
+    if detach:
+        assert depth_grad == 0
+    else:
+        assert depth_grad > 0
