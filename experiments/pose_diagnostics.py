@@ -1,0 +1,121 @@
+"""How good can the keypoint pose be? PnP and essential solves on training pairs against ground truth.
+
+    python experiments/pose_diagnostics.py --suite driving --height 96 --width 320 [--offset 1] \
+        [--checkpoint runs/synthetic_driving/epoch_009.pt ...] [--keypoints runs/keypoints/keypoint_net.pt]
+
+Draws ``--pairs`` random (target, target + offset) pairs of the suite's training split at the given resolution,
+matches the KeypointNet's top-300 keypoints exactly as the trainer does, and prints one row per depth source:
+
+- ``gt``: target keypoints lifted with the ground-truth depth (bilinear, as the trainer samples) — the best a perfect
+  DepthNet could give PnP with these keypoints at this resolution;
+- one row per ``--checkpoint``: lifted with that checkpoint's DepthNet (its median-scaled abs_rel on the same batch
+  is printed beside it);
+- ``essential``: the weighted essential matrix on the same matches (fractions valid / pure rotation / degenerate and
+  the median rotation-compensated parallax).
+
+Errors are medians over the pairs: rotation (degrees), translation direction (degrees) and, for PnP, the ratio of the
+solved to the true translation length (1 = the depth's scale is right).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+
+def _depth_net_from_checkpoint(path: str):
+    from priordepth_core.models import DepthNet
+    from priordepth_core.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)
+    model = json.loads((Path(path).parent / "config.json").read_text())["model"]
+    net = DepthNet(num_layers=model["num_layers"], lite=model["lite"], min_depth=model["min_depth"],
+                   max_depth=model["max_depth"])
+    prefix = "depth_net."
+    net.load_state_dict({k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)})
+    return net.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from torch.utils.data import default_collate
+
+    from priordepth_core.geometry.camera import unproject_points
+    from priordepth_core.geometry.pose import solve_essential_ransac, solve_pnp_ransac
+    from priordepth_core.geometry.se3 import rotation_error_deg, translation_direction_error_deg
+    from priordepth_core.losses.sparse_prior import sample_depth_at
+    from priordepth_core.models import gather_matches, match_descriptors, select_keypoints
+    from priordepth_core.train.config import load_config
+    from priordepth_core.train.datasets import build_split
+    from priordepth_core.train.keypoints import load_keypoint_net
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", required=True, choices=("driving", "handheld", "indoor-slow"))
+    parser.add_argument("--height", type=int, required=True)
+    parser.add_argument("--width", type=int, required=True)
+    parser.add_argument("--offset", type=int, default=1, help="context frame offset of each pair")
+    parser.add_argument("--pairs", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keypoints", default="runs/keypoints/keypoint_net.pt")
+    parser.add_argument("--checkpoint", action="append", default=[], help="a trainer checkpoint whose DepthNet lifts")
+    parser.add_argument("--threshold-px", type=float, default=2.0)
+    args = parser.parse_args(argv)
+
+    config = load_config(overrides=[f"data.suite={args.suite}", f"data.height={args.height}",
+                                    f"data.width={args.width}", f"data.context_offsets=[{args.offset}]"])
+    dataset = build_split(config.data, "train")
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(args.seed))[:args.pairs]
+    batch = default_collate([dataset[int(i)] for i in order])
+    image, context, K = batch["image"], batch["context"][:, 0], batch["K"]
+    T_true, depth_true = batch["T_context_target"][:, 0], batch["depth_gt"]
+    keypoint_net, _ = load_keypoint_net(args.keypoints)
+    with torch.no_grad():
+        target = select_keypoints(keypoint_net(image), top_k=config.pose.top_k)
+        other = select_keypoints(keypoint_net(context), top_k=config.pose.top_k)
+        match = match_descriptors(target["descriptors"], other["descriptors"], target["valid"], other["valid"])
+        x_target, x_context, weights = gather_matches(target, other, match)
+
+    def errors(R, t):
+        rot = rotation_error_deg(R.float(), T_true[:, :3, :3]).median().item()
+        tdir = translation_direction_error_deg(t.float(), T_true[:, :3, 3]).median().item()
+        return rot, tdir
+
+    print(f"{args.suite} {args.width}x{args.height}, offset {args.offset}, {args.pairs} pairs, median true translation "
+          f"{T_true[:, :3, 3].norm(dim=-1).median():.3f} m, median matches {int((weights > 0).sum(1).median())}")
+    print("| depth | abs_rel (batch) | inliers | rot err (deg) | t dir err (deg) | t length ratio |")
+    print("|---|---|---|---|---|---|")
+    sources = [("gt", depth_true)]
+    for path in args.checkpoint:
+        with torch.no_grad():
+            sources.append((path, _depth_net_from_checkpoint(path)(image)["depth"][0]))
+    for name, depth in sources:
+        with torch.no_grad():
+            z = sample_depth_at(depth, x_target)
+            usable = weights * ((z > 0) & torch.isfinite(z))
+            points = unproject_points(x_target, z.clamp_min(1e-3), K)
+            est = solve_pnp_ransac(points.double(), x_context.double(), K.double(), usable.double(),
+                                   num_hypotheses=128, threshold_px=args.threshold_px)
+        rot, tdir = errors(est.R, est.t)
+        ratio = (est.t.float().norm(dim=-1) / T_true[:, :3, 3].norm(dim=-1)).median().item()
+        valid = depth_true > 0
+        scale = depth_true[valid].median() / depth[valid].median()
+        abs_rel = ((depth * scale - depth_true).abs() / depth_true)[valid].mean().item()
+        print(f"| {name} | {abs_rel:.3f} | {int(est.inliers.sum(1).median())} | {rot:.2f} | {tdir:.1f} | {ratio:.3f} |")
+    with torch.no_grad():
+        est = solve_essential_ransac(x_target.double(), x_context.double(), K.double(), weights.double(),
+                                     num_hypotheses=128, threshold_px=args.threshold_px)
+    info = est.info
+    rot, tdir = errors(est.R, est.t)
+    print(f"essential: valid {est.valid.float().mean():.2f}, pure rotation {info['pure_rotation'].float().mean():.2f}, "
+          f"degenerate {info['degenerate'].float().mean():.2f}, median parallax after rotation "
+          f"{info['median_parallax_px'].median():.2f} px, rot err {rot:.2f} deg, t dir err (valid pairs) "
+          + (f"{translation_direction_error_deg(est.t[est.valid].float(), T_true[est.valid, :3, 3]).median():.1f} deg"
+             if bool(est.valid.any()) else "–"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
