@@ -26,6 +26,8 @@ HANDHELD = "config/train/synthetic_handheld.yaml"
 SUITES = {
     "driving": {"config": "config/train/synthetic_driving.yaml", "label": "driving", "max_depth": 80.0,
                 "steps": 200, "orb": "driving"},
+    "driving_long": {"config": "config/train/synthetic_driving.yaml", "label": "driving-600", "max_depth": 80.0,
+                     "steps": 600, "orb": "driving"},
     "handheld": {"config": HANDHELD, "label": "handheld", "max_depth": 20.0, "steps": 200, "orb": "handheld"},
     "handheld_wide": {"config": HANDHELD, "label": "handheld-ctx3", "max_depth": 20.0, "steps": 400,
                       "orb": "handheld"},
