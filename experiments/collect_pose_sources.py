@@ -154,12 +154,15 @@ def main(argv: list[str] | None = None) -> int:
         plot_suite(suite, runs_root, scored, docs / f"trajectories_{suite}.png")
 
     (docs / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    print("| run | suite | " + " | ".join(METRICS) + " |")
-    print("|---|---|" + "---|" * len(METRICS))
-    for label, suites in results.items():
-        for suite, metrics in suites.items():
+    print("| suite | run | abs_rel | δ<1.25 | ATE (m) | RPE t (m) | RPE r (°) | failed |")
+    print("|---|---|---|---|---|---|---|---|")
+    for spec in SUITES.values():
+        for label in (CONSTANT, *RUNS.values(), CLASSICAL):
+            metrics = results.get(label, {}).get(spec["label"])
+            if metrics is None:
+                continue
             cells = [f"{metrics[k]:.3f}" if k in metrics and np.isfinite(metrics[k]) else "–" for k in METRICS]
-            print(f"| {label} | {suite} | " + " | ".join(cells) + " |")
+            print(f"| {spec['label']} | {label} | " + " | ".join(cells) + " |")
     return 0
 
 

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return rot, tdir
 
     print(f"{args.suite} {args.width}x{args.height}, offset {args.offset}, {args.pairs} pairs, median true translation "
-          f"{T_true[:, :3, 3].norm(dim=-1).median():.3f} m, median matches {int((weights > 0).sum(1).median())}")
+          f"{T_true[:, :3, 3].norm(dim=-1).median():.3f} m, median matches {int((weights > 0).sum(1).median())}\n")
     print("| depth | abs_rel (batch) | inliers | rot err (deg) | t dir err (deg) | t length ratio |")
     print("|---|---|---|---|---|---|")
     sources = [("gt", depth_true)]
@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             usable = weights * ((z > 0) & torch.isfinite(z))
             points = unproject_points(x_target, z.clamp_min(1e-3), K)
             est = solve_pnp_ransac(points.double(), x_context.double(), K.double(), usable.double(),
-                                   num_hypotheses=128, threshold_px=args.threshold_px)
+                                   num_hypotheses=128, threshold_px=args.threshold_px,
+                                   generator=torch.Generator().manual_seed(args.seed))
         rot, tdir = errors(est.R, est.t)
         ratio = (est.t.float().norm(dim=-1) / T_true[:, :3, 3].norm(dim=-1)).median().item()
         valid = depth_true > 0
@@ -106,10 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {abs_rel:.3f} | {int(est.inliers.sum(1).median())} | {rot:.2f} | {tdir:.1f} | {ratio:.3f} |")
     with torch.no_grad():
         est = solve_essential_ransac(x_target.double(), x_context.double(), K.double(), weights.double(),
-                                     num_hypotheses=128, threshold_px=args.threshold_px)
+                                     num_hypotheses=128, threshold_px=args.threshold_px,
+                                     generator=torch.Generator().manual_seed(args.seed))
     info = est.info
     rot, tdir = errors(est.R, est.t)
-    print(f"essential: valid {est.valid.float().mean():.2f}, pure rotation {info['pure_rotation'].float().mean():.2f}, "
+    print(f"\nessential: valid {est.valid.float().mean():.2f}, pure rotation {info['pure_rotation'].float().mean():.2f}, "
           f"degenerate {info['degenerate'].float().mean():.2f}, median parallax after rotation "
           f"{info['median_parallax_px'].median():.2f} px, rot err {rot:.2f} deg, t dir err (valid pairs) "
           + (f"{translation_direction_error_deg(est.t[est.valid].float(), T_true[est.valid, :3, 3]).median():.1f} deg"
