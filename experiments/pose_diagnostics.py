@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                                      generator=torch.Generator().manual_seed(args.seed))
     info = est.info
     rot, tdir = errors(est.R, est.t)
-    print(f"\nessential: valid {est.valid.float().mean():.2f}, pure rotation {info['pure_rotation'].float().mean():.2f}, "
+    print(f"\nessential: valid {est.valid.float().mean():.2f}, "
+          f"pure rotation {info['pure_rotation'].float().mean():.2f}, "
           f"degenerate {info['degenerate'].float().mean():.2f}, median parallax after rotation "
           f"{info['median_parallax_px'].median():.2f} px, rot err {rot:.2f} deg, t dir err (valid pairs) "
           + (f"{translation_direction_error_deg(est.t[est.valid].float(), T_true[est.valid, :3, 3]).median():.1f} deg"
