@@ -35,7 +35,8 @@ SUITES = {
                     "steps": 200, "orb": "indoor_slow"},
 }
 RUNS = {"posenet": "PoseNet", "essential": "PriorDepth-essential", "pnp": "PriorDepth-PnP",
-        "pnp_prior": "PriorDepth-PnP+prior", "pnp_detached": "PriorDepth-PnP (detached depth)"}
+        "pnp_prior": "PriorDepth-PnP+prior", "pnp_detached": "PriorDepth-PnP (detached depth)",
+        "pnp_frozen": "PriorDepth-PnP (frozen keypoints, detached depth)"}
 CLASSICAL = "classical-ORB (GT scale)"
 CONSTANT = "constant depth (median-scaled)"
 METRICS = ("abs_rel", "a1", "ate_rmse", "rpe_trans_rmse", "rpe_rot_rmse_deg", "failed_pair_fraction")

@@ -40,6 +40,22 @@ def _depth_net_from_checkpoint(path: str):
     return net.eval()
 
 
+def _keypoint_net_from_checkpoint(path: str):
+    """The jointly trained KeypointNet of a trainer checkpoint, or None when the run had none."""
+    from priordepth_core.models import KeypointNet
+    from priordepth_core.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)
+    prefix = "keypoint_net."
+    weights = {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
+    if not weights:
+        return None
+    model = json.loads((Path(path).parent / "config.json").read_text())["model"]
+    net = KeypointNet(descriptor_dim=model["descriptor_dim"], lite=model["keypoint_lite"])
+    net.load_state_dict(weights)
+    return net.eval()
+
+
 def main(argv: list[str] | None = None) -> int:
     from torch.utils.data import default_collate
 
@@ -71,12 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     batch = default_collate([dataset[int(i)] for i in order])
     image, context, K = batch["image"], batch["context"][:, 0], batch["K"]
     T_true, depth_true = batch["T_context_target"][:, 0], batch["depth_gt"]
-    keypoint_net, _ = load_keypoint_net(args.keypoints)
-    with torch.no_grad():
+    @torch.no_grad()
+    def matches_of(keypoint_net):
         target = select_keypoints(keypoint_net(image), top_k=config.pose.top_k)
         other = select_keypoints(keypoint_net(context), top_k=config.pose.top_k)
         match = match_descriptors(target["descriptors"], other["descriptors"], target["valid"], other["valid"])
-        x_target, x_context, weights = gather_matches(target, other, match)
+        return gather_matches(target, other, match)
+
+    pretrained_matches = matches_of(load_keypoint_net(args.keypoints)[0])
+    x_target, x_context, weights = pretrained_matches
 
     def errors(R, t):
         rot = rotation_error_deg(R.float(), T_true[:, :3, :3]).median().item()
@@ -87,11 +106,19 @@ def main(argv: list[str] | None = None) -> int:
           f"{T_true[:, :3, 3].norm(dim=-1).median():.3f} m, median matches {int((weights > 0).sum(1).median())}\n")
     print("| depth | abs_rel (batch) | inliers | rot err (deg) | t dir err (deg) | t length ratio |")
     print("|---|---|---|---|---|---|")
-    sources = [("gt", depth_true)]
+    # (row name, depth that lifts, matches): the pretrained KeypointNet for every depth, and each run's own jointly
+    # trained KeypointNet with ground-truth depth and with the run's depth (what its training solves saw).
+    sources = [("gt", depth_true, pretrained_matches)]
     for path in args.checkpoint:
         with torch.no_grad():
-            sources.append((path, _depth_net_from_checkpoint(path)(image)["depth"][0]))
-    for name, depth in sources:
+            depth = _depth_net_from_checkpoint(path)(image)["depth"][0]
+        sources.append((path, depth, pretrained_matches))
+        own = _keypoint_net_from_checkpoint(path)
+        if own is not None:
+            own_matches = matches_of(own)
+            sources.append(("gt + its keypoints", depth_true, own_matches))
+            sources.append(("its depth + its keypoints", depth, own_matches))
+    for name, depth, (x_target, x_context, weights) in sources:
         with torch.no_grad():
             z = sample_depth_at(depth, x_target)
             usable = weights * ((z > 0) & torch.isfinite(z))
@@ -105,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         scale = depth_true[valid].median() / depth[valid].median()
         abs_rel = ((depth * scale - depth_true).abs() / depth_true)[valid].mean().item()
         print(f"| {name} | {abs_rel:.3f} | {int(est.inliers.sum(1).median())} | {rot:.2f} | {tdir:.1f} | {ratio:.3f} |")
+    x_target, x_context, weights = pretrained_matches
     with torch.no_grad():
         est = solve_essential_ransac(x_target.double(), x_context.double(), K.double(), weights.double(),
                                      num_hypotheses=128, threshold_px=args.threshold_px,

@@ -4,7 +4,8 @@
 #
 #   bash experiments/pose_sources.sh <suite> <run>      suite: driving | driving_long | handheld | handheld_wide |
 #                                                             indoor_slow
-#                                                      run:   posenet | essential | pnp | pnp_prior | pnp_detached
+#                                                      run:   posenet | essential | pnp | pnp_prior | pnp_detached |
+#                                                             pnp_frozen
 # Step budget and PoseNet warm-up per suite (STEPS / WARMUP override them): 200 / 80; handheld_wide 400 / 80;
 # driving_long 600 / 300. Runs go to runs/pose_sources/<suite>/<run>. One CPU thread per run (run.num_threads: 1), so two runs share this
 # 2-core machine. Resumable: re-running the same command continues from last.pt.
@@ -52,6 +53,10 @@ case $run in
   pnp_prior) extra=("${keypoints[@]}" "${hybrid[@]}" --set loss.sparse_prior_weight=0.1) ;;
   # PnP on a detached depth: the DepthNet learns only through the warp, not through the pose it produced.
   pnp_detached) extra=("${keypoints[@]}" "${hybrid[@]}" --set pose.detach_depth=true) ;;
+  # ... and with the KeypointNet frozen at its homography-adaptation checkpoint (no keypoint losses): joint training
+  # drifted the keypoints to points that barely move between frames (docs/experiments.md).
+  pnp_frozen) extra=("${keypoints[@]}" "${hybrid[@]}" --set pose.detach_depth=true --set model.keypoint_frozen=true
+                     --set loss.keypoint_weight=0) ;;
   *) echo "unknown run $run" >&2; exit 2 ;;
 esac
 resume=()

@@ -74,6 +74,9 @@ class ModelConfig:
     # Start the KeypointNet from a homography-adaptation checkpoint of `python -m priordepth_core.train.keypoints`
     # (KP3D pretrains KP2D the same way); its descriptor_dim and lite must match the two fields above.
     keypoint_init: str = ""
+    # Keep the KeypointNet fixed at keypoint_init (no gradients, BatchNorm in eval mode). Jointly trained keypoints can
+    # drift to points that barely move between frames, which any depth explains (docs/experiments.md).
+    keypoint_frozen: bool = False
 
 
 @dataclass
@@ -181,6 +184,10 @@ class ExperimentConfig:
                 raise ConfigError(f"data.{key} must be a positive multiple of 32, got {value}")
         if not self.data.context_offsets or 0 in self.data.context_offsets:
             raise ConfigError(f"data.context_offsets must be non-empty and exclude 0, got {self.data.context_offsets}")
+        if self.model.keypoint_frozen and (not self.model.keypoint_init or self.loss.keypoint_weight > 0):
+            raise ConfigError("model.keypoint_frozen needs model.keypoint_init and loss.keypoint_weight = 0 "
+                              f"(got keypoint_init={self.model.keypoint_init!r}, "
+                              f"keypoint_weight={self.loss.keypoint_weight})")
         if self.pose.source not in POSE_SOURCES:
             raise ConfigError(f"pose.source must be one of {POSE_SOURCES}, got {self.pose.source!r}")
         if self.pose.warmup_source and self.pose.warmup_source not in POSE_SOURCES:

@@ -53,6 +53,9 @@ class DepthPoseModel(nn.Module):
                                          dropout=mc.keypoint_dropout) if self.needs_keypoints else None)
         if self.keypoint_net is not None and mc.keypoint_init:
             self._load_keypoint_init(mc.keypoint_init)
+        if self.keypoint_net is not None and mc.keypoint_frozen:
+            self.keypoint_net.requires_grad_(False)
+            self.keypoint_net.eval()
         self.pose_net = (PoseNet(num_layers=18, pretrained_path=mc.pretrained_path or None)
                          if "posenet" in sources or pc.posenet_seed or pc.fallback == "posenet" else None)
 
@@ -66,6 +69,12 @@ class DepthPoseModel(nn.Module):
                              f"lite={kp_config['lite']} but the config asks for descriptor_dim={mc.descriptor_dim}, "
                              f"keypoint_lite={mc.keypoint_lite}")
         self.keypoint_net.load_state_dict(pretrained.state_dict())
+
+    def train(self, mode: bool = True) -> DepthPoseModel:
+        super().train(mode)
+        if self.keypoint_net is not None and self.config.model.keypoint_frozen:
+            self.keypoint_net.eval()
+        return self
 
     def active_pose_source(self, step: int) -> str:
         pc = self.config.pose

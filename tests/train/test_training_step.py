@@ -198,3 +198,40 @@ def test_pnp_detach_depth_cuts_the_gradient_through_the_pose(plane_sequence, det
         assert depth_grad == 0
     else:
         assert depth_grad > 0
+
+
+def test_frozen_keypoint_net_stays_at_its_checkpoint(plane_sequence, tmp_path):
+    """model.keypoint_frozen: a full PnP step leaves the KeypointNet's weights and BatchNorm statistics untouched while
+    the DepthNet still learns."""
+    from priordepth_core.models import KeypointNet
+    from priordepth_core.train.checkpoint import save_atomic
+
+    torch.manual_seed(0)
+    init = KeypointNet(descriptor_dim=32, lite=True)
+    path = tmp_path / "keypoints.pt"
+    save_atomic({"model": init.state_dict(), "config": {"descriptor_dim": 32, "lite": True}}, path)
+    config = _config("pnp", **{"model.keypoint_init": str(path), "model.keypoint_frozen": "true",
+                               "loss.keypoint_weight": 0.0, "pose.min_inliers": 0})
+    model, objective = DepthPoseModel(config), SelfSupervisedObjective(config)
+    model.train()
+    assert not model.keypoint_net.training
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    batch = _batch(plane_sequence)
+    image = batch["image"]
+    batch["context"] = torch.stack([image.roll(8, dims=-1), image.roll(-8, dims=-1)], dim=1)
+    depth_before = [p.detach().clone() for p in model.depth_net.parameters()]
+    loss, _ = objective(batch, model(batch, step=0))
+    loss.backward()
+    optimizer.step()
+    for name, value in model.keypoint_net.state_dict().items():
+        torch.testing.assert_close(value, init.state_dict()[name], msg=f"{name} changed")
+    assert any(not torch.equal(a, b) for a, b in zip(depth_before, model.depth_net.parameters()))
+
+
+def test_frozen_keypoint_net_needs_an_init_and_no_keypoint_loss():
+    from priordepth_core.train.config import ConfigError
+
+    with pytest.raises(ConfigError, match="keypoint_frozen"):
+        _config("pnp", **{"model.keypoint_frozen": "true", "loss.keypoint_weight": 0.0})
+    with pytest.raises(ConfigError, match="keypoint_frozen"):
+        _config("pnp", **{"model.keypoint_frozen": "true", "model.keypoint_init": "k.pt"})
