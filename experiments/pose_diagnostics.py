@@ -102,13 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         tdir = translation_direction_error_deg(t.float(), T_true[:, :3, 3]).median().item()
         return rot, tdir
 
-    print(f"{args.suite} {args.width}x{args.height}, offset {args.offset}, {args.pairs} pairs, median true translation "
+    print(f"{args.suite} {args.width}x{args.height}, offset {args.offset}, {args.pairs} pairs, "
+          f"median true translation "
           f"{T_true[:, :3, 3].norm(dim=-1).median():.3f} m, median matches {int((weights > 0).sum(1).median())}\n")
-    print("| depth | abs_rel (batch) | inliers | rot err (deg) | t dir err (deg) | t length ratio |")
-    print("|---|---|---|---|---|---|")
+    print("| depth + keypoints | abs_rel (batch) | match flow (px) | true depth at matches (m) | inliers "
+          "| rot err (deg) | t dir err (deg) | t length ratio |")
+    print("|---|---|---|---|---|---|---|---|")
     # (row name, depth that lifts, matches): the pretrained KeypointNet for every depth, and each run's own jointly
     # trained KeypointNet with ground-truth depth and with the run's depth (what its training solves saw).
-    sources = [("gt", depth_true, pretrained_matches)]
+    sources = [("gt + pretrained keypoints", depth_true, pretrained_matches)]
     for path in args.checkpoint:
         with torch.no_grad():
             depth = _depth_net_from_checkpoint(path)(image)["depth"][0]
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         own = _keypoint_net_from_checkpoint(path)
         if own is not None:
             own_matches = matches_of(own)
-            sources.append(("gt + its keypoints", depth_true, own_matches))
+            sources.append(("gt + its jointly trained keypoints", depth_true, own_matches))
             sources.append(("its depth + its keypoints", depth, own_matches))
     for name, depth, (x_target, x_context, weights) in sources:
         with torch.no_grad():
@@ -131,7 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         valid = depth_true > 0
         scale = depth_true[valid].median() / depth[valid].median()
         abs_rel = ((depth * scale - depth_true).abs() / depth_true)[valid].mean().item()
-        print(f"| {name} | {abs_rel:.3f} | {int(est.inliers.sum(1).median())} | {rot:.2f} | {tdir:.1f} | {ratio:.3f} |")
+        matched = weights > 0
+        flow = (x_context - x_target).norm(dim=-1)[matched].median().item()
+        z_true = sample_depth_at(depth_true, x_target)
+        z_true = z_true[matched & (z_true > 0)].median().item()
+        print(f"| {name} | {abs_rel:.3f} | {flow:.1f} | {z_true:.1f} | {int(est.inliers.sum(1).median())} | {rot:.2f} "
+              f"| {tdir:.1f} | {ratio:.3f} |")
     x_target, x_context, weights = pretrained_matches
     with torch.no_grad():
         est = solve_essential_ransac(x_target.double(), x_context.double(), K.double(), weights.double(),
