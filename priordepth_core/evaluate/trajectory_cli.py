@@ -30,7 +30,9 @@ def _load_model(checkpoint: str, overrides: list[str], device: str):
 
     state = load_checkpoint(checkpoint, map_location=device)
     config = apply_overrides(config_from_dict(state["config"]), overrides)
-    config.model.keypoint_init = ""  # the checkpoint holds the trained KeypointNet
+    # The checkpoint holds the trained KeypointNet: no init file is read, and freezing only matters in training.
+    config.model.keypoint_init = ""
+    config.model.keypoint_frozen = False
     config.model.pretrained_path = ""
     config.validate()
     model = DepthPoseModel(config)

@@ -95,3 +95,15 @@ def test_cli_orb_needs_ground_truth_poses(tmp_path, room_pairs):
     (no_gt / "groundtruth.txt").unlink()
     config.write_text(f"data:\n  kind: tum\n  path: {no_gt}\n  height: 64\n  width: 96\n")
     assert evaluate_main(["trajectory", "--orb", "--config", str(config), "--split", "train"]) == 2
+
+
+def test_cli_reads_a_checkpoint_trained_with_frozen_keypoints(plane_sequence_checkpoint, room_pairs, tmp_path):
+    """A run trained with model.keypoint_frozen keeps its KeypointNet in the checkpoint; evaluation reads no init file
+    and must not reject the run's config for lacking one."""
+    root, _ = room_pairs
+    code = evaluate_main(["trajectory", "--checkpoint", str(plane_sequence_checkpoint), "--split", "train",
+                          "--set", f"data.path={root}", "--set", "data.height=128", "--set", "data.width=160",
+                          "--set", "model.keypoint_frozen=true", "--set", "model.keypoint_init=runs/gone.pt",
+                          "--out", str(tmp_path / "traj"), "--json", str(tmp_path / "m.json")])
+    assert code == 0
+    assert np.isfinite(json.loads((tmp_path / "m.json").read_text())["mean"]["ate_rmse"])
