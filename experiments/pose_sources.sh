@@ -7,8 +7,8 @@
 #                                                      run:   posenet | essential | pnp | pnp_prior | pnp_detached |
 #                                                             pnp_frozen
 # Step budget and PoseNet warm-up per suite (STEPS / WARMUP override them): 200 / 80; handheld_wide 400 / 80;
-# driving_long 600 / 300. Runs go to runs/pose_sources/<suite>/<run>. One CPU thread per run (run.num_threads: 1), so two runs share this
-# 2-core machine. Resumable: re-running the same command continues from last.pt.
+# driving_long 600 / 300. Runs go to runs/pose_sources/<suite>/<run>. One CPU thread per run (run.num_threads: 1),
+# so two runs share this 2-core machine. Resumable: re-running the same command continues from last.pt.
 set -euo pipefail
 suite=$1
 run=$2
