@@ -20,24 +20,9 @@ solved to the true translation length (1 = the depth's scale is right).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import torch
-
-
-def _depth_net_from_checkpoint(path: str):
-    from priordepth_core.models import DepthNet
-    from priordepth_core.train.checkpoint import load_checkpoint
-
-    state = load_checkpoint(path)
-    model = json.loads((Path(path).parent / "config.json").read_text())["model"]
-    net = DepthNet(num_layers=model["num_layers"], lite=model["lite"], min_depth=model["min_depth"],
-                   max_depth=model["max_depth"])
-    prefix = "depth_net."
-    net.load_state_dict({k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)})
-    return net.eval()
 
 
 def _keypoint_net_from_checkpoint(path: str):
@@ -50,7 +35,7 @@ def _keypoint_net_from_checkpoint(path: str):
     weights = {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
     if not weights:
         return None
-    model = json.loads((Path(path).parent / "config.json").read_text())["model"]
+    model = state["config"]["model"]
     net = KeypointNet(descriptor_dim=model["descriptor_dim"], lite=model["keypoint_lite"])
     net.load_state_dict(weights)
     return net.eval()
@@ -59,6 +44,7 @@ def _keypoint_net_from_checkpoint(path: str):
 def main(argv: list[str] | None = None) -> int:
     from torch.utils.data import default_collate
 
+    from priordepth_core.evaluate.depth_cli import load_depth_model
     from priordepth_core.geometry.camera import unproject_points
     from priordepth_core.geometry.pose import solve_essential_ransac, solve_pnp_ransac
     from priordepth_core.geometry.se3 import rotation_error_deg, translation_direction_error_deg
@@ -113,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     sources = [("gt + pretrained keypoints", depth_true, pretrained_matches)]
     for path in args.checkpoint:
         with torch.no_grad():
-            depth = _depth_net_from_checkpoint(path)(image)["depth"][0]
+            depth = load_depth_model(path, [], "cpu")[1](image)["depth"][0]
         sources.append((path, depth, pretrained_matches))
         own = _keypoint_net_from_checkpoint(path)
         if own is not None:
