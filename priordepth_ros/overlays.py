@@ -15,37 +15,44 @@ import numpy as np
 INLIER_RGB = (0, 220, 0)
 OUTLIER_RGB = (230, 30, 30)
 KEYPOINT_RGB = (255, 200, 0)
+INVALID_RGB = (0, 0, 0)  # no depth: NaN, inf, 0 or negative
 # The percentile of the inverse depth is taken over every 4th pixel in each direction (1/16 of the image).
 PERCENTILE_STRIDE = 4
 
 
 @functools.cache
 def _colour_table(cmap: str) -> np.ndarray:
-    """(256, 1, 3) uint8 RGB table of a matplotlib colour map for cv2.applyColorMap; entry 0 is black (invalid)."""
+    """(256, 1, 3) uint8 RGB table of a matplotlib colour map for cv2.applyColorMap."""
     from matplotlib import colormaps
 
     table = (colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5).astype(np.uint8)
-    table[0] = 0  # magma's first colour is (0, 0, 4): black, the invalid colour, costs nothing in the picture
     return np.ascontiguousarray(table.reshape(256, 1, 3))
 
 
-def colorize_depth(depth: np.ndarray, vmax_percentile: float = 95.0, cmap: str = "magma") -> np.ndarray:
-    """(H, W) depth (NaN, 0 or negative = invalid) -> (H, W, 3) uint8 RGB of the inverse depth; invalid is black.
+def colorize_depth(depth: np.ndarray, vmax_percentile: float = 95.0, cmap: str = "magma",
+                   invalid_rgb: tuple[int, int, int] = INVALID_RGB) -> np.ndarray:
+    """(H, W) depth -> (H, W, 3) uint8 RGB of the inverse depth; invalid depth (NaN, inf, 0 or negative) is
+    drawn in ``invalid_rgb``.
 
     The colour scale runs from 0 to the ``vmax_percentile`` of the valid inverse depth (MonoDepth2's picture). About
-    0.5 ms at 640x480: reciprocal, percentile of a 1/16 subsample, one saturating scale to uint8 (NaN -> 0), and
-    ``cv2.applyColorMap`` with the table (channel order is the table's, here RGB).
+    0.5 ms at 640x480: reciprocal, percentile of a 1/16 subsample, one saturating scale to uint8 and
+    ``cv2.applyColorMap`` with the table (channel order is the table's, here RGB). Invalid pixels are masked
+    explicitly: how OpenCV converts NaN to uint8 differs between releases (4.x gave 0, 5.1 gives 255).
     """
     if depth.ndim != 2:
         raise ValueError(f"depth must be (H, W), got {depth.shape}")
     with np.errstate(divide="ignore", invalid="ignore"):
         inverse = np.reciprocal(depth.astype(np.float32, copy=False))
-    np.maximum(inverse, 0.0, out=inverse)  # negative depth -> 0 (black); NaN stays NaN (black as well)
+    # depth 0 -> inf, depth inf -> 0, NaN -> NaN, negative -> negative: all of them fail this test.
+    invalid = ~(np.isfinite(inverse) & (inverse > 0.0))
+    inverse[invalid] = 0.0
     sample = inverse[::PERCENTILE_STRIDE, ::PERCENTILE_STRIDE]
-    sample = sample[np.isfinite(sample) & (sample > 0)]
+    sample = sample[sample > 0]
     vmax = float(np.percentile(sample, vmax_percentile)) if sample.size else 1.0
-    index = cv2.convertScaleAbs(inverse, alpha=255.0 / max(vmax, 1e-12))  # saturates; NaN and inf -> 0
-    return cv2.applyColorMap(index, _colour_table(cmap))
+    index = cv2.convertScaleAbs(inverse, alpha=255.0 / max(vmax, 1e-12))  # finite, non-negative: saturates to 255
+    rgb = cv2.applyColorMap(index, _colour_table(cmap))
+    rgb[invalid] = invalid_rgb
+    return rgb
 
 
 def draw_match_tracks(rgb: np.ndarray, previous_keypoints: np.ndarray, keypoints: np.ndarray, matches: np.ndarray,

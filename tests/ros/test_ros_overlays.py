@@ -27,6 +27,17 @@ def test_all_invalid_depth_gives_a_black_image():
     assert not colorize_depth(np.full((4, 5), np.nan, dtype=np.float32)).any()
 
 
+def test_every_kind_of_invalid_depth_gets_the_invalid_colour_whatever_opencv_does_with_nan():
+    depth = np.full((8, 8), 5.0, dtype=np.float32)
+    invalid = [(0, 0, np.nan), (1, 1, np.inf), (2, 2, -np.inf), (3, 3, 0.0), (4, 4, -2.0)]
+    for y, x, value in invalid:
+        depth[y, x] = value
+    rgb = colorize_depth(depth, invalid_rgb=(10, 200, 30))
+    for y, x, _ in invalid:
+        assert tuple(rgb[y, x]) == (10, 200, 30)
+    assert tuple(rgb[7, 7]) != (10, 200, 30) and rgb[7, 7].any()  # valid depth keeps its colour
+
+
 def test_match_tracks_are_drawn_from_previous_to_current_positions():
     image = np.zeros((40, 60, 3), dtype=np.uint8)
     previous = np.array([[10.0, 10.0], [10.0, 30.0]], dtype=np.float32)
