@@ -64,6 +64,9 @@ EXTRAS_REQUIRE = {
         # An independent rosbag2 reader, to check the bags rosbag_tools writes.
         "mcap>=1.1",
         "mcap-ros2-support>=0.5",
+        # The reference relative-pose solvers (LO-RANSAC) that benchmarks/solvers.py and the solver tests measure
+        # ours against.
+        "poselib>=2.0.4",
     ],
 }
 
