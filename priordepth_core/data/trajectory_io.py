@@ -158,6 +158,22 @@ def _read_euroc(path: Path, lines: list[tuple[int, str]]) -> tuple[np.ndarray, n
     return stamps, poses
 
 
+def trajectory_format(path: str | Path) -> TrajectoryFormat:
+    """The format of a trajectory file, detected from its first data line as :func:`read_trajectory` does.
+
+    Callers that pair two trajectories need it: a ``"kitti"`` file has no stamps of its own, so the stamps
+    :func:`read_trajectory` gives it without ``times_path`` are only its row order.
+
+    Raises:
+        DatasetError: an unreadable or empty file, or a first data line of no known format.
+    """
+    path = Path(path)
+    lines = _data_lines(path)
+    if not lines:
+        raise DatasetError(f"{path}: trajectory file has no data lines")
+    return _detect_format(path, lines)
+
+
 def read_trajectory(path: str | Path, format: TrajectoryFormat | None = None,
                     times_path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read a camera trajectory file.
