@@ -57,7 +57,8 @@ class KittiOdometryDataset(FrameSequenceDataset):
 
     Raises:
         DatasetError: a missing folder or file, unequal counts of images / ``times.txt`` stamps / poses / depth
-            files, or a malformed calibration or pose file.
+            files, or a malformed calibration or pose file; when a frame loads, a size that differs from its
+            sequence's first frame.
     """
 
     def __init__(self, root: str | Path, sequences: Sequence[str], size_hw: tuple[int, int],

@@ -174,7 +174,8 @@ class KittiRawDataset(FrameSequenceDataset):
 
     Raises:
         DatasetError: a missing folder, image, calibration or velodyne file, a malformed split line, a gap in a
-            drive's frame numbering, or a ``timestamps.txt`` whose count differs from the images.
+            drive's frame numbering, or a ``timestamps.txt`` whose count differs from the images; when a frame
+            loads, a size that differs from its drive's first frame.
     """
 
     def __init__(self, root: str | Path, split_file: str | Path, size_hw: tuple[int, int],

@@ -24,8 +24,9 @@ key                           shape / type                 meaning
 ``"sequence"``                str                          the sequence (drive, folder, bag topic) it comes from
 ============================  ===========================  =========================================================
 
-All frames of a sequence share the intrinsics ``K``. A dataset yields the same keys for every sample, so batches
-collate. Targets whose context frames would fall outside their sequence are skipped (as MonoDepth2 does).
+All frames of a sequence share the intrinsics ``K`` and one image size: a frame whose size differs from its
+sequence's first frame raises :class:`DatasetError` when it loads. A dataset yields the same keys for every sample,
+so batches collate. Targets whose context frames would fall outside their sequence are skipped (as MonoDepth2 does).
 
 Resizing: images with ``cv2.INTER_AREA`` when shrinking (``INTER_LINEAR`` when enlarging); depth with nearest
 neighbour using pixel centres (``cv2.INTER_NEAREST_EXACT``), never interpolated across depth edges.
@@ -110,6 +111,15 @@ def load_rgb(path: Path) -> np.ndarray:
         problem = "file does not exist" if not Path(path).is_file() else "cannot decode image (truncated or corrupt?)"
         raise DatasetError(f"{path}: {problem}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_image_hw(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file; a missing or undecodable file raises :class:`DatasetError`."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        problem = "file does not exist" if not Path(path).is_file() else "cannot decode image (truncated or corrupt?)"
+        raise DatasetError(f"{path}: {problem}")
+    return image.shape[:2]
 
 
 def load_depth_png(path: Path, scale: float) -> np.ndarray:
@@ -206,8 +216,8 @@ class FrameSequenceDataset(Dataset):
     """Base of the readers: turns indexed sequences of :class:`Frame` into samples of the module's contract.
 
     A reader builds its index eagerly (file existence, counts, calibration) and calls :meth:`_set_sequences`.
-    Subclasses whose images are not files override :meth:`_load_rgb`; those with another depth source override
-    :meth:`_load_depth`.
+    Subclasses whose images are not files override :meth:`_load_rgb` (and check each frame's size themselves);
+    those with another depth source override :meth:`_load_depth`.
 
     Args:
         size_hw: output ``(height, width)``.
@@ -234,6 +244,8 @@ class FrameSequenceDataset(Dataset):
         self.has_poses = False
         self.sequences: list[list[Frame]] = []
         self._targets: list[tuple[int, int]] = []
+        self._first_frames: dict[str, Frame] = {}
+        self._sequence_hw: dict[str, tuple[int, int]] = {}  # filled as frames load, from each first frame
 
     def _set_sequences(self, sequences: list[list[Frame]], has_depth: bool, has_poses: bool,
                        target_positions: list[list[int]] | None = None, source: str = "dataset") -> None:
@@ -247,6 +259,8 @@ class FrameSequenceDataset(Dataset):
             source: names the dataset in the error raised when no target remains.
         """
         self.sequences = sequences
+        self._first_frames = {frames[0].sequence: frames[0] for frames in sequences if frames}
+        self._sequence_hw = {}
         self.has_depth = has_depth
         self.has_poses = has_poses
         lowest, highest = min(self.context_offsets), max(self.context_offsets)
@@ -271,8 +285,28 @@ class FrameSequenceDataset(Dataset):
         return self.sequences[s][p]
 
     def _load_rgb(self, frame: Frame) -> np.ndarray:
-        """(H, W, 3) uint8 RGB of a frame."""
-        return load_rgb(frame.image)
+        """(H, W, 3) uint8 RGB of a frame, checked to have the size of its sequence's first frame."""
+        image = load_rgb(frame.image)
+        self._check_image_size(frame, image.shape[:2])
+        return image
+
+    def _check_image_size(self, frame: Frame, image_hw: tuple[int, int]) -> None:
+        """Raise :class:`DatasetError` when a frame's size differs from its sequence's first frame.
+
+        One K serves a whole sequence, and context frames are resized with the target's scale: a frame of another
+        size would silently get wrong intrinsics. The first frame's size is read once, when any frame of the
+        sequence first loads, so no sequence is scanned up front.
+        """
+        first = self._first_frames[frame.sequence]
+        if frame.sequence not in self._sequence_hw:
+            self._sequence_hw[frame.sequence] = tuple(image_hw) if first is frame else read_image_hw(first.image)
+        height, width = self._sequence_hw[frame.sequence]
+        if tuple(image_hw) != (height, width):
+            raise DatasetError(
+                f"{frame.image}: image is {image_hw[1]}x{image_hw[0]} but the sequence's first frame {first.image} is "
+                f"{width}x{height}; one sequence shares one size and intrinsics: resize this frame to {width}x{height} "
+                "or split the sequence before it"
+            )
 
     def _load_depth(self, frame: Frame) -> np.ndarray:
         """(H, W) float32 metres of a frame with depth."""

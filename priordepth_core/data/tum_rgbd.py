@@ -6,7 +6,8 @@ Layout of one sequence folder::
     groundtruth.txt            "timestamp tx ty tz qx qy qz qw": the colour camera's optical centre in the world
     rgb/*.png, depth/*.png     8-bit colour; 16-bit depth storing metres * 5000, 0 = no measurement
     depth_exact/<rgb stem>.npy optional (synthetic data): float32 metres registered to each rgb frame; preferred
-    intrinsics.txt             optional: one line "fx fy cx cy width height", '#' comments
+    intrinsics.txt             optional: one line "fx fy cx cy width height" (or "fx fy cx cy": the size is then
+                               the first image's), '#' comments
 
 Association follows TUM's ``associate.py``: every pair of stamps closer than ``max_time_difference`` is a candidate,
 candidates are taken greedily by increasing difference and each stamp is used at most once. Depth is associated to
@@ -23,11 +24,10 @@ import os
 import re
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .errors import DatasetError
-from .sample import Augmentation, Frame, FrameSequenceDataset, load_depth_npy, load_depth_png
+from .sample import Augmentation, Frame, FrameSequenceDataset, load_depth_npy, load_depth_png, read_image_hw
 from .trajectory_io import read_trajectory
 
 TUM_DEPTH_SCALE = 5000.0
@@ -96,20 +96,37 @@ def read_file_list(path: Path) -> tuple[np.ndarray, list[str]]:
     return np.array(stamps), names
 
 
-def read_intrinsics_file(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
-    """K (3, 3) and (height, width) from one ``fx fy cx cy width height`` line ('#' comments allowed)."""
+def read_intrinsics_file(path: Path) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """K (3, 3) and (height, width) from one ``fx fy cx cy [width height]`` line ('#' comments allowed).
+
+    Many TUM tools write only ``fx fy cx cy``; the size is then None and the caller takes it from the images.
+
+    Raises:
+        DatasetError: naming the file (and line): not exactly one line of 4 or 6 numbers, a non-numeric or non-finite
+            value, a focal length or principal point that is not positive, or a size that is not a positive integer.
+    """
     lines = [(n, line.split()) for n, line in enumerate(path.read_text().splitlines(), start=1)
              if line.strip() and not line.lstrip().startswith("#")]
-    if len(lines) != 1 or len(lines[0][1]) != 6:
-        raise DatasetError(f"{path}: expected one line 'fx fy cx cy width height'")
+    if len(lines) != 1 or len(lines[0][1]) not in (4, 6):
+        raise DatasetError(f"{path}: expected one line 'fx fy cx cy' or 'fx fy cx cy width height'")
     number, fields = lines[0]
     try:
-        fx, fy, cx, cy, width, height = (float(v) for v in fields)
+        values = [float(v) for v in fields]
     except ValueError:
-        raise DatasetError(f"{path}:{number}: non-numeric value in 'fx fy cx cy width height'") from None
-    if fx <= 0 or fy <= 0 or width < 1 or height < 1 or width != int(width) or height != int(height):
-        raise DatasetError(f"{path}:{number}: focal lengths must be positive and width/height positive integers")
-    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]]), (int(height), int(width))
+        raise DatasetError(f"{path}:{number}: non-numeric value in {' '.join(fields)!r}") from None
+    names = ("fx", "fy", "cx", "cy", "width", "height")
+    for name, value in zip(names, values):
+        if not np.isfinite(value) or value <= 0:
+            raise DatasetError(f"{path}:{number}: {name} is {value}, but every value of 'fx fy cx cy [width height]' "
+                               "must be a positive finite number (pixels)")
+    fx, fy, cx, cy = values[:4]
+    K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    if len(values) == 4:
+        return K, None
+    width, height = values[4:]
+    if width != int(width) or height != int(height):
+        raise DatasetError(f"{path}:{number}: width and height must be whole pixel counts, got {width} {height}")
+    return K, (int(height), int(width))
 
 
 def tum_intrinsics_for(folder: Path) -> np.ndarray:
@@ -120,13 +137,6 @@ def tum_intrinsics_for(folder: Path) -> np.ndarray:
                            "or fr1/2/3); pass intrinsics= or write the file")
     fx, fy, cx, cy = TUM_INTRINSICS[f"freiburg{match.group(1)}"]
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-
-
-def _image_hw(path: Path) -> tuple[int, int]:
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DatasetError(f"{path}: cannot decode image (truncated or corrupt?)")
-    return image.shape[:2]
 
 
 def _check_listed_files(root: Path, names: list[str], what: str) -> list[Path]:
@@ -159,7 +169,8 @@ class TumRgbdDataset(FrameSequenceDataset):
 
     Raises:
         DatasetError: a missing folder, list or listed image; a malformed line; unknown intrinsics; an
-            ``intrinsics.txt`` size that differs from the images; no frame surviving association.
+            ``intrinsics.txt`` size that differs from the first image, or a non-finite or non-positive value in it;
+            no frame surviving association; when a frame loads, a size that differs from the first frame's.
     """
 
     def __init__(self, root: str | Path, size_hw: tuple[int, int], context_offsets: tuple[int, ...] = (-1, 1),
@@ -221,7 +232,9 @@ class TumRgbdDataset(FrameSequenceDataset):
             K, size_hw = read_intrinsics_file(path)
         else:
             K, size_hw = tum_intrinsics_for(self.root), TUM_IMAGE_HW
-        actual_hw = _image_hw(first_image)
+        actual_hw = read_image_hw(first_image)
+        if size_hw is None:
+            return K  # "fx fy cx cy" only: the first image defines the size, and every frame is checked against it
         if actual_hw != size_hw:
             source = path if path.is_file() else "the TUM calibration table"
             raise DatasetError(f"{first_image}: image is {actual_hw[1]}x{actual_hw[0]} but the intrinsics from "

@@ -145,3 +145,23 @@ def test_bad_topics_and_bags(tmp_path):
     with pytest.raises(DatasetError, match=r"image topic '/camera/image_raw' at bag time \d+ ns: image is 32x24 but "
                                            r"its CameraInfo is for 64x48"):
         RosbagDataset(mismatched, "/camera/image_raw", "/camera/camera_info", (12, 16))
+
+
+def test_image_size_change_mid_bag_is_refused_when_the_frame_loads(tmp_path):
+    bag = tmp_path / "bag"
+    start = 1_700_000_000_000_000_000
+    with Writer(bag, version=9, storage_plugin=STORAGES["mcap"]) as writer:
+        image = writer.add_connection("/camera/image_raw", "sensor_msgs/msg/Image", typestore=TYPESTORE)
+        info = writer.add_connection("/camera/camera_info", "sensor_msgs/msg/CameraInfo", typestore=TYPESTORE)
+        for i in range(5):
+            stamp = start + i * 50_000_000
+            rgb = flat_image(i, *((30, 40) if i == 3 else (HEIGHT, WIDTH)))
+            writer.write(image, stamp, TYPESTORE.serialize_cdr(image_message(stamp, rgb, False),
+                                                               "sensor_msgs/msg/Image"))
+            writer.write(info, stamp, TYPESTORE.serialize_cdr(camera_info_message(stamp, K_NATIVE),
+                                                              "sensor_msgs/msg/CameraInfo"))
+    dataset = RosbagDataset(bag, "/camera/image_raw", "/camera/camera_info", (12, 16))
+    dataset[0]
+    with pytest.raises(DatasetError, match=rf"image topic '/camera/image_raw' at bag time {start + 150_000_000} ns: "
+                                           r"image is 40x30 but its CameraInfo is for 32x24"):
+        dataset[1]

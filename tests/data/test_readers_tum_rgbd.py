@@ -113,8 +113,9 @@ def test_bad_sequences(tmp_path, jittered_sequence):
     with pytest.raises(DatasetError, match=r"\.png: image is 32x24 but the intrinsics from .*intrinsics\.txt are for"
                                            r" 64x48"):
         TumRgbdDataset(unnamed, (12, 16))
-    (unnamed / "intrinsics.txt").write_text("16 17 15.5 11.5\n")
-    with pytest.raises(DatasetError, match=r"intrinsics\.txt: expected one line 'fx fy cx cy width height'"):
+    (unnamed / "intrinsics.txt").write_text("16 17 15.5 11.5 32\n")
+    with pytest.raises(DatasetError, match=r"intrinsics\.txt: expected one line 'fx fy cx cy' or 'fx fy cx cy "
+                                           r"width height'"):
         TumRgbdDataset(unnamed, (12, 16))
     fr3 = tmp_path / "rgbd_dataset_freiburg3_office"
     write_tum(fr3, rgb[:3], rgb[:3], rgb[:3], intrinsics_line=None)
