@@ -1,4 +1,9 @@
-"""``evaluate pose``: ATE / RPE / KITTI drift of a trajectory file against ground truth (TUM, KITTI or EuRoC)."""
+"""``evaluate pose``: ATE / RPE / KITTI drift of a trajectory file against ground truth (TUM, KITTI or EuRoC).
+
+Poses are paired by timestamp when both files carry stamps (TUM, EuRoC, or KITTI given its ``times.txt``), and by row
+only when a KITTI file without stamps meets a trajectory of the same length; anything else is refused rather than
+guessed. The pairing used is printed (``association: ...``) and written to the JSON.
+"""
 
 from __future__ import annotations
 

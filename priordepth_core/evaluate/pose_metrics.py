@@ -2,7 +2,8 @@
 MonoDepth2's 5-frame snippet ATE.
 
 Trajectories are (N, 4, 4) numpy arrays of camera-to-world poses ``T_world_cam`` with corresponding rows already
-associated (see ``evo.core.sync.associate_trajectories`` for timestamp association). Everything is float64.
+associated (``pose_cli.associate_trajectories`` pairs two trajectory files, by timestamp as evo's
+``sync.associate_trajectories`` or by index). Everything is float64.
 """
 
 from __future__ import annotations
