@@ -67,6 +67,9 @@ class TrajectoryFile:
     @classmethod
     def read(cls, path: str, times_path: str | None = None) -> TrajectoryFile:
         format = trajectory_format(path)
+        if times_path is not None and format != "kitti":
+            raise ValueError(f"{path}: a {format.upper()} file carries its own timestamps; --estimate-times / "
+                             "--reference-times are only for KITTI-format files: drop the option")
         stamps, T_world_cam = read_trajectory(path, format=format, times_path=times_path)
         has_stamps = format != "kitti" or times_path is not None
         return cls(path=str(path), stamps=stamps if has_stamps else None, T_world_cam=T_world_cam)

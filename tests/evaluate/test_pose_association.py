@@ -105,3 +105,11 @@ def test_min_matched_fraction_out_of_range_is_refused(tmp_path, capsys, fraction
     write_tum_trajectory(path, np.arange(10) / TUM_RATE_HZ, curved_path(10))
     code, _, err = run_pose(capsys, path, path, "--min-matched-fraction", fraction)
     assert code == 2 and "min_matched_fraction must lie in (0, 1]" in err
+
+
+def test_times_for_a_timestamped_file_are_refused(tmp_path, capsys):
+    path, times = tmp_path / "traj.txt", tmp_path / "times.txt"
+    write_tum_trajectory(path, np.arange(10) / TUM_RATE_HZ, curved_path(10))
+    times.write_text("".join(f"{i / 10.0}\n" for i in range(10)))
+    code, _, err = run_pose(capsys, path, path, "--reference-times", times)
+    assert code == 2 and f"{path}: a TUM file carries its own timestamps" in err and "drop the option" in err
