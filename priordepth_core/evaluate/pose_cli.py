@@ -128,17 +128,15 @@ def associate_trajectories(estimate: TrajectoryFile, reference: TrajectoryFile, 
         rows = np.arange(num_est)
         return Association(rows, rows, by_timestamp=False)
     needed = max(2, math.ceil(min_matched_fraction * min(num_est, num_ref)))
-    try:
-        est_index, ref_index = associate(estimate.stamps, reference.stamps, max_difference)
-    except ValueError:
-        est_index = ref_index = np.empty(0, dtype=np.int64)
-    if len(est_index) < needed:
+    pairs = np.array(associate_stamps(estimate.stamps, reference.stamps, max_difference), dtype=np.int64)
+    if len(pairs) < needed:
         raise ValueError(
-            f"only {len(est_index)} poses of {estimate.describe()} have a pose of {reference.describe()} within "
+            f"only {len(pairs)} poses of {estimate.describe()} have a pose of {reference.describe()} within "
             f"{max_difference} s; at least {needed} are needed. Stamps span {_span(estimate.stamps)} and "
             f"{_span(reference.stamps)}: check both files use the same clock and units, or widen "
             "--max-time-difference"
         )
+    est_index, ref_index = pairs[:, 0], pairs[:, 1]
     difference = np.abs(estimate.stamps[est_index] - reference.stamps[ref_index]).max()
     return Association(est_index, ref_index, by_timestamp=True, max_difference_s=float(difference))
 
