@@ -6,7 +6,8 @@ Console scripts: ``priordepth-rosbag <command>``, and ``priordepth-kitti2bag``, 
 
 Errors in the input (not a dataset folder, missing calibration, unreadable bag, missing topic, unsupported encoding)
 print one line naming the file or topic and exit with status 1; outputs are written under a temporary name and
-renamed when complete, so a failed conversion leaves nothing behind.
+renamed when complete, so a failed or interrupted conversion (Ctrl-C, SIGTERM: exit status 130 / 143) leaves
+nothing behind.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from priordepth_core.atomic_output import check_new_output, interrupt_on_sigterm, interruption_signal
 from priordepth_core.data import DatasetError
 
-from .atomic_output import check_new_output
 from .bag_writer import STORAGES, FrameNames, TopicNames, write_bag
 
 PROG = "python -m rosbag_tools"
@@ -255,13 +256,16 @@ def main(argv: list[str] | None = None) -> int:
     from .play import PlayError
 
     try:
-        return _run(parser, args)
+        with interrupt_on_sigterm():
+            return _run(parser, args)
     except (DatasetError, PlayError, ValueError, OSError) as error:
         print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interruption:
+        stopped_by = interruption_signal(interruption)
+        written = f"; the partial {args.out} was removed, run the command again" if hasattr(args, "out") else ""
+        print(f"{PROG} {args.command}: interrupted by {stopped_by.name}{written}", file=sys.stderr)
+        return 128 + stopped_by
 
 
 def _command(name: str):

@@ -28,6 +28,7 @@ from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
+from priordepth_core.atomic_output import atomic_output, check_new_output
 from priordepth_core.data import DatasetError, RosbagDataset
 from priordepth_core.data.sample import resize_depth_nearest, resize_image
 from priordepth_core.data.synthetic.writers import depth_to_tum_png
@@ -35,7 +36,6 @@ from priordepth_core.data.trajectory_io import write_tum_trajectory
 from priordepth_core.data.tum_rgbd import associate
 from priordepth_core.geometry.camera import resize_intrinsics
 
-from .atomic_output import atomic_output, check_new_output
 from .messages import COMPRESSED_IMAGE, IMAGE, stamp_to_nanoseconds
 
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)

@@ -29,8 +29,9 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 from tqdm import tqdm
 
+from priordepth_core.atomic_output import atomic_output, check_new_output
+
 from . import messages
-from .atomic_output import atomic_output, check_new_output
 from .sources import CameraSequence
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}

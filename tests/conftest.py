@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -52,3 +56,36 @@ def plane_sequence_checkpoint(tmp_path_factory):
     trainer.fit()
     trainer.close()
     return root / "run" / "last.pt"
+
+
+@pytest.fixture
+def signal_cli_while_writing():
+    """``run(code, argv, staged_file_pattern, folder, signum)`` -> (exit status, stderr).
+
+    Starts ``python -c code argv...`` (code calls a CLI's main, slowed down so that it is still writing), waits until
+    a file matching ``staged_file_pattern`` exists under ``folder`` (the CLI's staging folder), sends ``signum``
+    and waits for the process to end.
+    """
+    started = []
+
+    def run(code: str, argv: list, folder: Path, staged_file_pattern: str,
+            signum: int = signal.SIGTERM) -> tuple[int, str]:
+        process = subprocess.Popen([sys.executable, "-c", code, *map(str, argv)], cwd=REPO_ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        started.append(process)
+        deadline = time.monotonic() + 120
+        while not any(folder.glob(staged_file_pattern)):
+            if process.poll() is not None:
+                pytest.fail(f"ended (status {process.returncode}) before writing: {process.stderr.read()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"nothing matching {staged_file_pattern} under {folder} after 120 s")
+            time.sleep(0.05)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+        return process.returncode, stderr
+
+    yield run
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

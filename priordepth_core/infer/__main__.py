@@ -10,24 +10,27 @@ Examples:
     python -m priordepth_core.infer --input drive.mcap --image-topic /cam/image_raw --out runs/infer/drive
 
 The output folder (layout in ``priordepth_core.infer.outputs``) is written under a temporary name and renamed when
-complete: a failure leaves nothing behind. With ground truth, the metrics (depth abs_rel etc. under MonoDepth2's
-protocol with median scaling, ATE/RPE after Sim(3) alignment) are printed and saved in ``metrics.json``.
+complete: a failure, Ctrl-C or SIGTERM leaves nothing behind. It must not be, contain or lie inside the input, and
+``--overwrite`` replaces only a folder this runner wrote (it holds a ``.priordepth-infer`` marker). With ground
+truth, the metrics (depth abs_rel etc. under MonoDepth2's protocol with median scaling, ATE/RPE after Sim(3)
+alignment) are printed and saved in ``metrics.json``.
 
-Exit status: 0 done; 1 bad input (the message names it); 2 the backend cannot run here.
+Exit status: 0 done; 1 bad input (the message names it) or --out exists; 2 --out refused (overlaps the input, or
+--overwrite of a folder the runner did not write) or the backend cannot run here; 130 Ctrl-C; 143 SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
 import sys
 from pathlib import Path
 
+from ..atomic_output import atomic_output, interrupt_on_sigterm, interruption_signal, is_marked_output
 from ..data import DatasetError
 from ..inference import BackendUnavailableError, Pipeline, PipelineConfig
 from ..inference.config import BACKENDS, SCALE_MODES
+from .outputs import OUTPUT_MARKER, write_output_marker
 from .runner import run_sequence, summary_table
 from .sources import DEFAULT_CAMERA_INFO_TOPIC, DEFAULT_IMAGE_TOPIC, open_input
 
@@ -46,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", required=True, help="sequence folder, rosbag2 or suite:NAME[:SPLIT[:SEED]]")
     parser.add_argument("--out", required=True, type=Path, help="output folder (must not exist unless --overwrite)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder when done")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output folder of this runner's (holding its .priordepth-infer "
+                             "marker) when done")
     parser.add_argument("--checkpoint", type=Path, help="packaged model or trainer checkpoint (default: shipped)")
     parser.add_argument("--keypoints", default="", help="KeypointNet checkpoint for a checkpoint without one")
     parser.add_argument("--backend", choices=BACKENDS, default="torch")
@@ -71,18 +76,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("priordepth_core").setLevel(logging.INFO)  # our progress notes, not the exporter's chatter
-    if args.out.exists() and not args.overwrite:
-        print(f"error: --out {args.out} already exists; remove it, choose another folder or pass --overwrite",
-              file=sys.stderr)
-        return 1
+def output_overlap(input_spec: str, out: Path) -> str | None:
+    """How ``out`` overlaps the input (``"is"``, ``"contains"``, ``"is inside"``), after resolving symlinks; or None."""
+    if input_spec.startswith("suite:"):  # a cached suite, never a path the user names
+        return None
+    source, target = Path(input_spec).resolve(), out.resolve()
+    if target == source:
+        return "is"
+    if target in source.parents:
+        return "contains"
+    if source in target.parents:
+        return "is inside"
+    return None
+
+
+def refuse_output(args: argparse.Namespace) -> tuple[int, str] | None:
+    """(exit status, message) when ``--out`` must not be written, before anything is read or loaded."""
+    overlap = output_overlap(args.input, args.out)
+    if overlap is not None:
+        return 2, (f"--out {args.out} {overlap} the input {args.input}; writing there would destroy the input: "
+                   "choose an output folder outside it")
+    exists = args.out.exists() or args.out.is_symlink()
+    if exists and not args.overwrite:
+        return 1, f"--out {args.out} already exists; remove it, choose another folder or pass --overwrite"
+    if exists and not is_marked_output(args.out, OUTPUT_MARKER):
+        return 2, (f"--out {args.out} exists and was not written by this runner (no {OUTPUT_MARKER} file in it), so "
+                   "--overwrite does not replace it: remove it yourself or choose another --out")
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    refusal = refuse_output(args)
+    if refusal is not None:
+        status, message = refusal
+        print(f"error: {message}", file=sys.stderr)
+        return status
     if args.max_frames < 0 or args.every < 1:
         print("error: --max-frames must be >= 0 and --every >= 1", file=sys.stderr)
         return 1
-    temporary = args.out.parent / f".{args.out.name}.partial-{os.getpid()}"
     try:
         sequence = open_input(args.input, args.image_topic, args.camera_info_topic, args.pose_topic)
         sequence = sequence.limit(args.max_frames, args.every)
@@ -94,21 +125,16 @@ def main(argv: list[str] | None = None) -> int:
                                 max_keypoints=args.max_keypoints, num_threads=args.threads,
                                 concurrent_networks=args.concurrent_networks, keypoint_checkpoint=args.keypoints)
         pipeline = Pipeline(config, args.checkpoint)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(temporary, ignore_errors=True)
-        temporary.mkdir()
-        metrics = run_sequence(pipeline, sequence, temporary, progress=not args.no_progress)
-        if args.out.exists():
-            shutil.rmtree(args.out)
-        os.replace(temporary, args.out)
+        with atomic_output(args.out, replace_marked=OUTPUT_MARKER if args.overwrite else None) as folder:
+            folder.mkdir()
+            write_output_marker(folder)
+            metrics = run_sequence(pipeline, sequence, folder, progress=not args.no_progress)
     except BackendUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (DatasetError, FileNotFoundError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
     print(f"\n{metrics['sequence']}: {metrics['frames']} frames -> {args.out}")
     print(summary_table(metrics))
     print(f"pictures: {args.out / 'overview.png'}, {args.out / 'trajectory.png'}, {args.out}/depth_color/, "
@@ -116,8 +142,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("priordepth_core").setLevel(logging.INFO)  # our progress notes, not the exporter's chatter
     try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
+        with interrupt_on_sigterm():
+            return run(args)
+    except KeyboardInterrupt as interruption:
+        stopped_by = interruption_signal(interruption)
+        print(f"\nerror: interrupted by {stopped_by.name}; the partial output was removed and {args.out} left as it "
+              "was: run the command again", file=sys.stderr)
+        return 128 + stopped_by
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,6 +10,7 @@ Output folder layout::
     trajectory.png            top view of the trajectory; with ground truth, both after Sim(3) alignment
     frames.csv                per frame: stamp, tracking state, inliers, scale, per-stage milliseconds, message
     metrics.json              speed, tracking statistics, depth (MonoDepth2 protocol) and pose (ATE/RPE) metrics
+    .priordepth-infer         marker: the runner wrote this folder, so ``--overwrite`` may replace it
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ OVERVIEW_ROWS = 3
 OVERVIEW_TILE_WIDTH = 640
 # Match pictures draw at most this many matches, evenly spread, so that lines stay readable.
 MAX_MATCH_LINES = 100
+# --overwrite replaces only folders holding this file, never a folder of the user's that happens to be named --out.
+OUTPUT_MARKER = ".priordepth-infer"
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
@@ -152,6 +155,11 @@ def plot_trajectory(path: Path, T_odom_est: np.ndarray, lost: np.ndarray, T_worl
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def write_output_marker(folder: Path) -> None:
+    (folder / OUTPUT_MARKER).write_text("Written by python -m priordepth_core.infer (priordepth-infer); its "
+                                        "--overwrite replaces only folders holding this file.\n")
 
 
 def write_metrics(path: Path, metrics: dict) -> None:

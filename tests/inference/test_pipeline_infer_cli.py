@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,6 +14,34 @@ import pytest
 
 from priordepth_core.data import read_trajectory
 from priordepth_core.infer.__main__ import main
+from priordepth_core.infer.outputs import OUTPUT_MARKER
+
+# The CLI's main with every frame's writing followed by a long sleep: a run that is surely still writing when the
+# test signals it.
+SLOW_INFER = """
+import signal, sys, time
+from priordepth_core.infer import outputs
+from priordepth_core.infer.__main__ import main
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even when started in the background
+add = outputs.FrameWriter.add
+def add_then_wait(self, *args):
+    add(self, *args)
+    time.sleep(600)
+outputs.FrameWriter.add = add_then_wait
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def folder_contents(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path -> bytes): equal before and after means nothing was touched."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
 
 
 def test_pipeline_infer_cli_writes_all_outputs(tum_plane_sequence, tmp_path, capsys):
@@ -96,3 +127,82 @@ def test_pipeline_infer_cli_reads_kitti_odometry_layout(tmp_path, capsys):
     assert metrics["input_kind"] == "kitti_odometry" and metrics["frames"] == 4
     assert "pose" in metrics and "depth" in metrics  # poses/00.txt and depth_exact/
     assert len(list((out / "depth").glob("*.png"))) == 4
+
+
+def test_pipeline_infer_cli_refuses_an_output_overlapping_the_input(tum_plane_sequence, tmp_path, capsys):
+    sequence = shutil.copytree(tum_plane_sequence, tmp_path / "seq")
+    (tmp_path / "notes.txt").write_text("the user's")
+    (tmp_path / "link").symlink_to(sequence)
+    bag_folder = tmp_path / "drive"
+    bag_folder.mkdir()
+    (bag_folder / "drive.mcap").write_bytes(b"recorded")
+    before = folder_contents(tmp_path)
+    for input_path, out, relation in ((sequence, sequence, "is the input"),
+                                      (sequence, tmp_path / "link", "is the input"),
+                                      (sequence, tmp_path, "contains the input"),
+                                      (sequence, sequence / "run", "is inside the input"),
+                                      (bag_folder / "drive.mcap", bag_folder, "contains the input")):
+        status = main(["--input", str(input_path), "--out", str(out), "--overwrite", "--no-progress"])
+        err = capsys.readouterr().err
+        assert status == 2, (out, err)
+        assert relation in err and "choose an output folder outside it" in err and str(out) in err
+        assert folder_contents(tmp_path) == before
+    assert (tmp_path / "link").is_symlink()
+
+
+def test_pipeline_infer_cli_overwrites_only_its_own_output(tum_plane_sequence, tiny_model_path, tmp_path, capsys):
+    run = ["--input", str(tum_plane_sequence), "--checkpoint", str(tiny_model_path), "--max-frames", "3",
+           "--no-progress"]
+    users = tmp_path / "results"
+    users.mkdir()
+    (users / "thesis.tex").write_text("mine")
+    assert main([*run, "--out", str(users), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {users} exists and was not written by this runner" in err and "remove it yourself" in err
+    assert folder_contents(users) == {"thesis.tex": b"mine"}
+
+    out = tmp_path / "run"
+    assert main([*run, "--out", str(out)]) == 0
+    assert (out / OUTPUT_MARKER).is_file()
+    (out / "stale.txt").write_text("from the last run")
+    assert main([*run, "--out", str(out), "--overwrite"]) == 0
+    assert not (out / "stale.txt").exists() and (out / OUTPUT_MARKER).is_file() and (out / "metrics.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results", "run"]
+
+
+def test_pipeline_infer_cli_removes_stale_staging_of_dead_runs_only(tum_plane_sequence, tiny_model_path, tmp_path,
+                                                                     capsys):
+    out = tmp_path / "run"
+    stale = tmp_path / f".run.partial-{dead_pid()}"
+    (stale / "run" / "depth").mkdir(parents=True)
+    running = subprocess.Popen(["sleep", "60"])
+    try:
+        kept = [tmp_path / f".run.partial-{running.pid}", tmp_path / ".run.partial-notapid",
+                tmp_path / f".other.partial-{dead_pid()}", tmp_path / f"run.partial-{dead_pid()}"]
+        for folder in kept:
+            folder.mkdir()
+            (folder / "file").write_text("keep")
+        assert main(["--input", str(tum_plane_sequence), "--checkpoint", str(tiny_model_path), "--max-frames", "2",
+                     "--out", str(out), "--no-progress"]) == 0
+        assert not stale.exists()
+        assert all((folder / "file").read_text() == "keep" for folder in kept)
+    finally:
+        running.kill()
+        running.wait()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_pipeline_infer_cli_signal_removes_the_partial_output(tum_plane_sequence, tiny_model_path, tmp_path,
+                                                               signal_cli_while_writing, signum):
+    sequence = shutil.copytree(tum_plane_sequence, tmp_path / "seq")
+    before = folder_contents(sequence)
+    out = tmp_path / "run"
+    status, err = signal_cli_while_writing(
+        SLOW_INFER, ["--input", sequence, "--out", out, "--checkpoint", tiny_model_path, "--no-progress"],
+        tmp_path, ".run.partial-*/run/depth/000000.png", signum)
+    assert status == 128 + signum, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"error: interrupted by {signal.Signals(signum).name}; the partial output "
+                                            f"was removed and {out} left as it was: run the command again")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seq"]
+    assert folder_contents(sequence) == before
