@@ -1,7 +1,10 @@
-"""Bad input: one clear error line naming the file or topic, exit status 1, and no output (or staging folder) left."""
+"""Bad input: one clear error line naming the file or topic, exit status 1, and no output (or staging folder) left;
+SIGTERM while writing: exit status 143, one line, no staging folder left."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +17,23 @@ from rosbag_tools import messages
 from rosbag_tools.__main__ import EXAMPLES, build_parser
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# bag2frames with every PNG written followed by a long sleep: surely still writing when the test signals it.
+SLOW_BAG2FRAMES = """
+import sys, time
+from rosbag_tools import bag_to_frames
+from rosbag_tools.__main__ import main
+write_png = bag_to_frames._write_png
+def write_then_wait(*args):
+    write_png(*args)
+    time.sleep(600)
+bag_to_frames._write_png = write_then_wait
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def folder_contents(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path -> bytes): equal before and after means nothing was touched."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def assert_failed_cleanly(result: tuple[int, str, str], *fragments: str, out_dir: Path) -> None:
@@ -81,6 +101,33 @@ def test_existing_output_is_never_overwritten(cli, small_bag, tmp_path):
     result = cli("bag2frames", small_bag, "-o", out)
     assert_failed_cleanly(result, "already exists", out_dir=tmp_path)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_sigterm_removes_the_partial_output(small_bag, tmp_path, signal_cli_while_writing):
+    before = folder_contents(small_bag)
+    out = tmp_path / "frames"
+    status, err = signal_cli_while_writing(SLOW_BAG2FRAMES, ["bag2frames", small_bag, "-o", out, "--no-progress"],
+                                           tmp_path, ".frames.partial-*/frames/rgb/*.png")
+    assert status == 128 + signal.SIGTERM, err
+    assert err.strip() == (f"python -m rosbag_tools bag2frames: interrupted by SIGTERM; the partial {out} was removed, "
+                           "run the command again")
+    assert list(tmp_path.iterdir()) == []
+    assert folder_contents(small_bag) == before
+
+
+def test_stale_staging_of_a_dead_run_is_removed(cli, small_bag, tmp_path):
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    stale = tmp_path / f".frames.partial-{finished.pid}"
+    (stale / "frames" / "rgb").mkdir(parents=True)
+    kept = [tmp_path / f".frames.partial-{os.getpid()}x", tmp_path / f".bag.partial-{finished.pid}",
+            tmp_path / f".frames.partial-{os.getppid()}"]  # not a pid; another output; a running process
+    for folder in kept:
+        folder.mkdir()
+    status, _, err = cli("bag2frames", small_bag, "-o", tmp_path / "frames", "--no-progress")
+    assert status == 0, err
+    assert not stale.exists() and all(folder.is_dir() for folder in kept)
+    assert (tmp_path / "frames" / "rgb.txt").is_file()
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
