@@ -94,8 +94,8 @@ def refuse_output(args: argparse.Namespace) -> tuple[int, str] | None:
     """(exit status, message) when ``--out`` must not be written, before anything is read or loaded."""
     overlap = output_overlap(args.input, args.out)
     if overlap is not None:
-        return 2, (f"--out {args.out} {overlap} the input {args.input}; writing there would destroy the input: "
-                   "choose an output folder outside it")
+        return 2, (f"--out {args.out} {overlap} the input {args.input}; a run must never write into or replace its "
+                   "input: choose an output folder outside it")
     exists = args.out.exists() or args.out.is_symlink()
     if exists and not args.overwrite:
         return 1, f"--out {args.out} already exists; remove it, choose another folder or pass --overwrite"
