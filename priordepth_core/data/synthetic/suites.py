@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...atomic_output import atomic_output
 from .renderer import Renderer
 from .sequence import SequenceSpec, make_sequence
 from .writers import write_sequence
@@ -88,38 +88,31 @@ def ensure_suite(name: str, root: str | Path | None = None, progress: bool = Fal
     if target.exists():
         raise ValueError(f"{target} exists but holds no suite.json (not made by ensure_suite?); remove it")
     definition = SUITES[name]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.parent / f".{target.name}.partial-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir()
     try:
-        splits: dict[str, list[dict]] = {}
-        with Renderer(definition.width, definition.height) as renderer:
-            for split, seeds in (("train", definition.train_seeds), ("test", definition.test_seeds)):
-                (temporary / split).mkdir()
-                splits[split] = []
-                for seed in seeds:
-                    spec = SequenceSpec(definition.scene, definition.motion, definition.frames, definition.width,
-                                        definition.height, seed)
-                    folder = _sequence_folder(split, seed)
-                    write_sequence(make_sequence(spec), temporary / folder, "tum", renderer=renderer,
-                                   progress=progress)
-                    splits[split].append({"path": folder, "seed": seed})
-        manifest = {
-            "name": name, "version": SUITE_VERSION, "format": "tum", "description": definition.description,
-            "scene": definition.scene, "motion": definition.motion, "width": definition.width,
-            "height": definition.height, "frames": definition.frames, "splits": splits,
-        }
-        (temporary / "suite.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        try:
-            os.replace(temporary, target)
-        except OSError:
-            if not (target / "suite.json").is_file():
-                raise
-            shutil.rmtree(temporary)  # another process finished the same suite first: keep theirs
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+        with atomic_output(target) as temporary:
+            temporary.mkdir()
+            splits: dict[str, list[dict]] = {}
+            with Renderer(definition.width, definition.height) as renderer:
+                for split, seeds in (("train", definition.train_seeds), ("test", definition.test_seeds)):
+                    (temporary / split).mkdir()
+                    splits[split] = []
+                    for seed in seeds:
+                        spec = SequenceSpec(definition.scene, definition.motion, definition.frames, definition.width,
+                                            definition.height, seed)
+                        folder = _sequence_folder(split, seed)
+                        write_sequence(make_sequence(spec), temporary / folder, "tum", renderer=renderer,
+                                       progress=progress)
+                        splits[split].append({"path": folder, "seed": seed})
+            manifest = {
+                "name": name, "version": SUITE_VERSION, "format": "tum", "description": definition.description,
+                "scene": definition.scene, "motion": definition.motion, "width": definition.width,
+                "height": definition.height, "frames": definition.frames, "splits": splits,
+            }
+            (temporary / "suite.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    except ValueError:
+        if not (target / "suite.json").is_file():
+            raise
+        # another process finished the same suite first: keep theirs
     return target
 
 

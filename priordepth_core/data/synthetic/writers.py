@@ -32,8 +32,6 @@ leaves nothing behind.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,6 +39,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ...atomic_output import atomic_output
 from ..trajectory_io import write_kitti_poses, write_tum_trajectory
 from .renderer import Renderer
 from .sequence import SyntheticSequence, render_frames
@@ -154,30 +153,19 @@ def write_sequence(sequence: SyntheticSequence, out: str | Path, format: str = "
     """
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
-    out = Path(out)
-    if out.exists():
-        raise ValueError(f"{out}: output already exists; remove it or choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if temporary.exists():
-        shutil.rmtree(temporary)
-    temporary.mkdir()
     own_renderer = renderer is None
     try:
-        if own_renderer:
-            renderer = Renderer(sequence.spec.width, sequence.spec.height)
-        with tqdm(total=len(sequence.trajectory.stamps), desc=out.name, unit="frame", disable=not progress) as bar:
-            if format == "tum":
-                write_tum_sequence(sequence, temporary, renderer, on_frame=lambda: bar.update(1))
-            else:
-                write_kitti_sequence(sequence, temporary, renderer, kitti_name, on_frame=lambda: bar.update(1))
-        if out.exists():
-            raise ValueError(f"{out}: appeared while writing; not overwritten")
-        os.replace(temporary, out)
-    except BaseException:  # including KeyboardInterrupt: never leave a partial folder
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+        with atomic_output(out) as temporary:
+            temporary.mkdir()
+            if own_renderer:
+                renderer = Renderer(sequence.spec.width, sequence.spec.height)
+            with tqdm(total=len(sequence.trajectory.stamps), desc=Path(out).name, unit="frame",
+                      disable=not progress) as bar:
+                if format == "tum":
+                    write_tum_sequence(sequence, temporary, renderer, on_frame=lambda: bar.update(1))
+                else:
+                    write_kitti_sequence(sequence, temporary, renderer, kitti_name, on_frame=lambda: bar.update(1))
     finally:
         if own_renderer and renderer is not None:
             renderer.release()
-    return out
+    return Path(out)
