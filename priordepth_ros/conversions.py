@@ -167,8 +167,12 @@ def camera_info_intrinsics(message: CameraInfo, use_projection: bool = False) ->
             ``image_rect`` topics) instead of ``K`` (the raw image's camera).
 
     Raises:
-        ConversionError: non-finite values or non-positive focal lengths (an uncalibrated camera sends zeros).
+        ConversionError: no image size, non-finite values, non-positive focal lengths (an uncalibrated camera sends
+            zeros), or a principal point outside the image (a K calibrated at another resolution).
     """
+    if message.width <= 0 or message.height <= 0:
+        raise ConversionError(f"CameraInfo has no image size ({message.width}x{message.height}); the camera driver "
+                              "must fill width and height with the size of the images it calibrates")
     if use_projection:
         K = np.asarray(message.p, dtype=np.float64).reshape(3, 4)[:, :3].copy()
         name = "P"
@@ -180,6 +184,10 @@ def camera_info_intrinsics(message: CameraInfo, use_projection: bool = False) ->
     if not (K[0, 0] > 0 and K[1, 1] > 0) or K[2, 2] != 1.0:
         raise ConversionError(f"CameraInfo {name} is not a calibrated pinhole camera (fx={K[0, 0]}, fy={K[1, 1]}, "
                               f"[2, 2]={K[2, 2]}); is the camera calibrated?")
+    cx, cy = K[0, 2], K[1, 2]
+    if not (0.0 <= cx <= message.width and 0.0 <= cy <= message.height):
+        raise ConversionError(f"CameraInfo {name} puts the principal point ({cx:g}, {cy:g}) outside the "
+                              f"{message.width}x{message.height} image; is it the calibration of another resolution?")
     return K
 
 

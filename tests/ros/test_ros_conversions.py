@@ -130,6 +130,11 @@ def test_uncalibrated_or_broken_camera_info_is_refused():
     info.k[0] = np.nan
     with pytest.raises(c.ConversionError, match="K contains non-finite values"):
         c.camera_info_intrinsics(info)
+    K = np.array([[500.0, 0.0, 319.5], [0.0, 500.0, 239.5], [0.0, 0.0, 1.0]])
+    with pytest.raises(c.ConversionError, match=r"no image size \(0x0\); the camera driver must fill width"):
+        c.camera_info_intrinsics(c.camera_info_message(K, 0, 0, HEADER))
+    with pytest.raises(c.ConversionError, match=r"principal point \(319.5, 239.5\) outside the 320x96 image"):
+        c.camera_info_intrinsics(c.camera_info_message(K, 320, 96, HEADER))  # K of 640x480 sent with 320x96
 
 
 def test_pointcloud2_round_trip():
