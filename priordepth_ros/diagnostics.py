@@ -34,6 +34,11 @@ class StatisticsReport:
     errors_total: int
     rejected_in_period: int
     errors_in_period: int
+    out_of_order_total: int = 0
+    camera_info_refused_total: int = 0
+    resets_total: int = 0
+    resets_in_period: int = 0
+    last_reset: str = ""
     pipeline_ms: dict[str, float] = field(default_factory=dict)
     node_ms: dict[str, float] = field(default_factory=dict)
     overhead_ms: float = float("nan")
@@ -62,11 +67,13 @@ class NodeStatistics:
         self.keypoints = 0
         self.scale_source = ""
         self.last_problem = ""
+        self.last_reset = ""
 
     def _new_window(self) -> None:
         self._received = 0
         self._rejected = 0
         self._errors = 0
+        self._resets = 0
         self._pipeline_ms: dict[str, list[float]] = defaultdict(list)
         self._node_ms: dict[str, list[float]] = defaultdict(list)
         self._overhead_ms: list[float] = []
@@ -93,6 +100,26 @@ class NodeStatistics:
             self._totals["rejected"] += 1
             self._rejected += 1
             self.last_problem = problem
+
+    def out_of_order(self, problem: str) -> None:
+        """A frame dropped because its stamp repeats or slightly precedes the previous frame's."""
+        with self._lock:
+            self._totals["out_of_order"] += 1
+            self._rejected += 1
+            self.last_problem = problem
+
+    def camera_info_refused(self, problem: str) -> None:
+        """A CameraInfo refused (the last good one stays in use)."""
+        with self._lock:
+            self._totals["camera_info_refused"] += 1
+            self.last_problem = problem
+
+    def odometry_reset(self, reason: str) -> None:
+        """Odometry and path restarted at the identity (reset service, or image stamps that jumped back)."""
+        with self._lock:
+            self._totals["resets"] += 1
+            self._resets += 1
+            self.last_reset = reason
 
     def failed(self, problem: str) -> None:
         """An exception in the pipeline."""
@@ -135,6 +162,9 @@ class NodeStatistics:
                 superseded_total=self._totals["superseded"], stale_total=self._totals["stale"],
                 rejected_total=self._totals["rejected"], errors_total=self._totals["errors"],
                 rejected_in_period=self._rejected, errors_in_period=self._errors,
+                out_of_order_total=self._totals["out_of_order"],
+                camera_info_refused_total=self._totals["camera_info_refused"], resets_total=self._totals["resets"],
+                resets_in_period=self._resets, last_reset=self.last_reset,
                 pipeline_ms={k: float(np.mean(v)) for k, v in self._pipeline_ms.items()},
                 node_ms={k: float(np.mean(v)) for k, v in self._node_ms.items()},
                 overhead_ms=float(np.mean(self._overhead_ms)) if self._overhead_ms else float("nan"),
@@ -153,6 +183,8 @@ def diagnostic_status(report: StatisticsReport, name: str, hardware_id: str, ima
     the pipeline fails on every frame."""
     if report.errors_in_period and report.output_rate_hz == 0:
         level, message = DiagnosticStatus.ERROR, f"pipeline failing: {report.last_problem}"
+    elif report.resets_in_period:  # said once, in the period it happened
+        level, message = DiagnosticStatus.WARN, f"odometry reset: {report.last_reset}"
     elif report.input_rate_hz == 0 and report.output_rate_hz == 0:
         level, message = DiagnosticStatus.WARN, f"no images on {image_topic}"
     elif report.output_rate_hz == 0:
@@ -186,6 +218,10 @@ def diagnostic_status(report: StatisticsReport, name: str, hardware_id: str, ima
         ("frames dropped, superseded by a newer frame", str(report.superseded_total)),
         ("frames dropped, older than max_input_age_s", str(report.stale_total)),
         ("frames rejected, bad input", str(report.rejected_total)),
+        ("frames dropped, stamp not newer than the previous frame", str(report.out_of_order_total)),
+        ("CameraInfo refused", str(report.camera_info_refused_total)),
+        ("odometry resets", str(report.resets_total)),
+        ("last odometry reset", report.last_reset),
         ("pipeline errors", str(report.errors_total)),
         ("last problem", report.last_problem),
     ]

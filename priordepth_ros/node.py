@@ -13,11 +13,17 @@ processed frame, only while someone subscribes to them, so pictures never delay 
 
 Robustness: a bad message (unsupported encoding, empty or inconsistent image, missing or mismatched CameraInfo) or an
 exception in the pipeline skips that frame with a throttled log line and a diagnostics count; nothing is published
-for it and the node keeps running.
+for it and the node keeps running. Log lines are throttled per cause, so one repeating problem never hides another.
+A CameraInfo whose K cannot describe its image (no size, fx or fy not positive or not finite, principal point outside
+the image) is refused and the last good one of that camera stays in use. Image stamps must increase: a repeated or
+slightly older stamp drops the frame; a jump back of more than STAMP_JUMP_BACK_TOLERANCE_S (a looping bag, a
+restarted source) restarts odometry and path at the identity and reports the reset on /diagnostics. A change of
+image size is warned about once per change; the pipeline re-initialises tracking at the new size.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -77,6 +83,15 @@ from .parameters import (
 
 # A problem repeating every frame is logged at most once per this many seconds (with a count of the repeats).
 LOG_THROTTLE_S = 5.0
+# Reordered delivery and clock corrections move stamps back by a few frames at most; a looping bag or a restarted
+# source jumps back by its length. Within the tolerance the older frame is dropped, beyond it odometry restarts.
+STAMP_JUMP_BACK_TOLERANCE_S = 0.5
+
+
+def cause_of(problem: str) -> str:
+    """The throttle key of a logged problem: its text with the numbers taken out, so that one problem repeating with
+    other stamps, sizes or counts shares a key, and two different problems never do."""
+    return re.sub(r"[-+]?\d+(\.\d+)?(e[-+]?\d+)?", "#", problem)
 
 
 @dataclass
@@ -98,9 +113,14 @@ class _Pictures:
 
 @dataclass
 class _CameraInfoEntry:
+    """A CameraInfo whose K fits its image size."""
+
     message: CameraInfo
-    K: np.ndarray | None
-    problem: str  # why K is unusable, "" when it is fine
+    K: np.ndarray
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.message.width, self.message.height
 
 
 class PriorDepthNode(Node):
@@ -119,14 +139,20 @@ class PriorDepthNode(Node):
         colorize_depth(np.ones((2, 2), dtype=np.float32))  # builds the colour table now, not on the first frame
         self.statistics = NodeStatistics()
         self._slot: LatestFrameSlot[_Frame] = LatestFrameSlot()
-        self._camera_infos: dict[str, _CameraInfoEntry] = {}
+        # Good CameraInfo per camera frame and image size (width, height), the newest last: a camera that changes
+        # resolution keeps one per size, and a CameraInfo refused or made for another size displaces nothing.
+        self._camera_infos: dict[str, dict[tuple[int, int], _CameraInfoEntry]] = {}
+        self._camera_info_refusals: dict[str, str] = {}  # why the newest CameraInfo of a frame was refused
         self._camera_info_lock = threading.Lock()
         self._drift_warned: set[str] = set()
         self._mount_published: set[str] = set()
         self._log_times: dict[str, tuple[float, int]] = {}
+        self._log_lock = threading.Lock()
         self._reset_requested = threading.Event()
         self._path: deque[object] = deque(maxlen=self.settings.path_max_length)
-        self._previous_stamp: float | None = None
+        self._previous_stamp_ns: int | None = None  # of the last frame processed
+        self._newest_stamp_ns: int | None = None  # of the last frame put in the slot
+        self._image_size: tuple[int, int] | None = None  # (width, height) of the last frame processed
         self._path_published_at = -np.inf
         self._previous_state = ""
         self._hardware_id = self.settings.camera_frame  # the camera frame of the latest image
@@ -187,6 +213,7 @@ class PriorDepthNode(Node):
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self._reset_requested.set()
+        self.statistics.odometry_reset("reset service called")
         self._slot.clear()
         response.success = True
         response.message = "tracking restarts at the identity with the next frame; path cleared"
@@ -194,16 +221,19 @@ class PriorDepthNode(Node):
         return response
 
     # ----------------------------------------------------------------------------------------------- logging
-    def _log_throttled(self, key: str, text: str, level: str = "warning") -> None:
-        """Log ``text`` unless the same kind of problem (``key``) was logged less than LOG_THROTTLE_S ago."""
+    def _log_throttled(self, text: str, level: str = "warning", cause: str = "") -> None:
+        """Log ``text`` unless the same problem was logged less than LOG_THROTTLE_S ago; the problem is ``cause``,
+        by default :func:`cause_of` the text."""
+        key = cause or cause_of(text)
         now = time.monotonic()
-        last, suppressed = self._log_times.get(key, (-np.inf, 0))
-        if now - last < LOG_THROTTLE_S:
-            self._log_times[key] = (last, suppressed + 1)
-            return
+        with self._log_lock:
+            last, suppressed = self._log_times.get(key, (-np.inf, 0))
+            if now - last < LOG_THROTTLE_S:
+                self._log_times[key] = (last, suppressed + 1)
+                return
+            self._log_times[key] = (now, 0)
         if suppressed:
             text += f" ({suppressed} more like this in the last {now - last:.0f} s)"
-        self._log_times[key] = (now, 0)
         # One call site per severity: rclpy refuses a call site whose severity changes between calls.
         if level == "info":
             self.get_logger().info(text)
@@ -212,19 +242,56 @@ class PriorDepthNode(Node):
         else:
             self.get_logger().warning(text)
 
-    def _reject(self, key: str, problem: str) -> None:
+    def _reject(self, problem: str) -> None:
         self.statistics.rejected(problem)
-        self._log_throttled(key, problem + "; frame skipped")
+        self._log_throttled(problem + "; frame skipped")
+
+    @staticmethod
+    def _stamp_problem(stamp_ns: int, previous_ns: int | None) -> tuple[str, str]:
+        """(cause, text) when a frame stamped ``stamp_ns`` must be dropped after one stamped ``previous_ns``;
+        ("", "") when it is newer, or jumped back by more than STAMP_JUMP_BACK_TOLERANCE_S (odometry restarts)."""
+        if previous_ns is None or stamp_ns > previous_ns:
+            return "", ""
+        stamp = stamp_ns * 1e-9
+        if stamp_ns == previous_ns:
+            return "stamp_repeated", (f"image stamped {stamp:.3f} s repeats the stamp of the previous image; frame "
+                                      "dropped (a duplicated message, or a driver that does not stamp each frame "
+                                      "with its capture time)")
+        back_s = (previous_ns - stamp_ns) * 1e-9
+        if back_s <= STAMP_JUMP_BACK_TOLERANCE_S:
+            return "stamp_older", (f"image stamped {stamp:.3f} s is {back_s * 1e3:.0f} ms older than the previous "
+                                   f"image; frame dropped (out of order; a jump back of more than "
+                                   f"{STAMP_JUMP_BACK_TOLERANCE_S} s restarts odometry instead)")
+        return "", ""
+
+    def _drop_for_stamp(self, cause: str, problem: str) -> None:
+        self.statistics.out_of_order(problem)
+        self._log_throttled(problem, cause=cause)
 
     # ------------------------------------------------------------------------------------------------ inputs
     def _on_camera_info(self, message: CameraInfo) -> None:
-        try:
-            K, problem = camera_info_intrinsics(message, self.settings.use_rectified_projection), ""
-        except ConversionError as error:
-            K, problem = None, str(error)
         frame_id = message.header.frame_id or self.settings.camera_frame
+        try:
+            K = camera_info_intrinsics(message, self.settings.use_rectified_projection)
+        except ConversionError as error:
+            with self._camera_info_lock:
+                self._camera_info_refusals[frame_id] = str(error)
+                kept = list(self._camera_infos.get(frame_id, {}).values())
+            problem = f"CameraInfo of frame {frame_id!r} refused: {error}"
+            self.statistics.camera_info_refused(problem)
+            if kept:
+                width, height = kept[-1].size
+                self._log_throttled(f"{problem}; keeping the last good one ({width}x{height}, stamped "
+                                    f"{stamp_to_seconds(kept[-1].message.header.stamp):.3f} s)")
+            else:
+                self._log_throttled(f"{problem}; images of this camera are skipped until a good one arrives")
+            return
+        entry = _CameraInfoEntry(message, K)
         with self._camera_info_lock:
-            self._camera_infos[frame_id] = _CameraInfoEntry(message, K, problem)
+            self._camera_info_refusals.pop(frame_id, None)
+            sizes = self._camera_infos.setdefault(frame_id, {})
+            sizes.pop(entry.size, None)  # re-inserted: the newest last
+            sizes[entry.size] = entry
 
     def _on_image(self, message: Image | CompressedImage) -> None:
         self.statistics.received()
@@ -232,8 +299,15 @@ class PriorDepthNode(Node):
             try:
                 check_image_layout(message)  # a malformed message must not displace a good frame that waits
             except ConversionError as error:
-                self._reject("image", f"image on {self._image_topic}: {error}")
+                self._reject(f"image on {self._image_topic}: {error}")
                 return
+        # Nor must a repeated or older frame; the worker judges again against the last frame processed.
+        stamp_ns = stamp_to_nanoseconds(message.header.stamp)
+        cause, problem = self._stamp_problem(stamp_ns, self._newest_stamp_ns)
+        if cause:
+            self._drop_for_stamp(cause, problem)
+            return
+        self._newest_stamp_ns = stamp_ns
         if self._slot.put(_Frame(message, time.perf_counter())):
             self.statistics.superseded()
 
@@ -243,9 +317,7 @@ class PriorDepthNode(Node):
             frame = self._slot.take(timeout=0.2)
             if self._reset_requested.is_set():
                 self._reset_requested.clear()
-                self.pipeline.reset()
-                self._path.clear()
-                self._previous_stamp = None
+                self._restart_odometry()
                 continue  # the frame taken may predate the reset request
             if frame is None:
                 continue
@@ -255,7 +327,13 @@ class PriorDepthNode(Node):
                 problem = f"pipeline error on the frame stamped {stamp_to_seconds(frame.message.header.stamp):.3f}: " \
                           f"{type(error).__name__}: {error}"
                 self.statistics.failed(problem)
-                self._log_throttled("pipeline", problem, level="error")
+                self._log_throttled(problem, level="error")
+
+    def _restart_odometry(self) -> None:
+        """Processing thread: forget the trajectory; the next frame starts a new one at the identity."""
+        self.pipeline.reset()
+        self._path.clear()
+        self._previous_stamp_ns = None
 
     def stop(self) -> None:
         """End the processing thread (waits for the frame in progress)."""
@@ -264,9 +342,10 @@ class PriorDepthNode(Node):
         self._worker.join(timeout=30.0)
         self._painter.join(timeout=30.0)
 
-    def _camera_info_for(self, frame_id: str) -> _CameraInfoEntry | None:
+    def _camera_infos_of(self, frame_id: str) -> tuple[dict[tuple[int, int], _CameraInfoEntry], str]:
+        """The good CameraInfo of a frame per image size (newest last) and why the newest one was refused ("")."""
         with self._camera_info_lock:
-            return self._camera_infos.get(frame_id)
+            return dict(self._camera_infos.get(frame_id, {})), self._camera_info_refusals.get(frame_id, "")
 
     def _known_camera_frames(self) -> list[str]:
         with self._camera_info_lock:
@@ -278,56 +357,81 @@ class PriorDepthNode(Node):
         frame_id = message.header.frame_id or settings.camera_frame
         header = Header(stamp=message.header.stamp, frame_id=frame_id)
         self._hardware_id = frame_id
+        stamp_ns = stamp_to_nanoseconds(header.stamp)
         stamp = stamp_to_seconds(header.stamp)
 
-        info = self._camera_info_for(frame_id)
-        if info is None:
+        infos, refusal = self._camera_infos_of(frame_id)
+        if not infos:
+            if refusal:
+                self._reject(f"no usable CameraInfo for frame {frame_id!r}: the last one was refused ({refusal})")
+                return
             known = self._known_camera_frames()
-            self._reject("camera_info", f"no CameraInfo for frame {frame_id!r} received yet on "
+            self._reject(f"no CameraInfo for frame {frame_id!r} received yet on "
                          f"{self.resolve_topic_name(topics.CAMERA_INFO)}"
                          + (f" (CameraInfo came for {', '.join(map(repr, known))})" if known else ""))
             return
-        if info.problem:
-            self._reject("camera_info_bad", f"CameraInfo of frame {frame_id!r} unusable: {info.problem}")
-            return
-        drift = abs(stamp_to_nanoseconds(info.message.header.stamp) - stamp_to_nanoseconds(header.stamp)) * 1e-9
-        if drift > settings.camera_info_tolerance_s and frame_id not in self._drift_warned:
-            self._drift_warned.add(frame_id)
-            self.get_logger().warning(
-                f"image and latest CameraInfo of frame {frame_id!r} are {drift:.3f} s apart (tolerance "
-                f"{settings.camera_info_tolerance_s} s); using it anyway (warned once per frame)")
         if settings.max_input_age_s > 0:
-            age = (self.get_clock().now().nanoseconds - stamp_to_nanoseconds(header.stamp)) * 1e-9
+            age = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
             if age > settings.max_input_age_s:
                 self.statistics.stale()
-                self._log_throttled("stale", f"frame stamped {stamp:.3f} is {age:.3f} s old (max_input_age_s "
-                                    f"{settings.max_input_age_s}); skipped")
+                self._log_throttled(f"frame stamped {stamp:.3f} is {age:.3f} s old (max_input_age_s "
+                                    f"{settings.max_input_age_s}); skipped", cause="stale")
                 return
 
         started, started_cpu = time.perf_counter(), time.thread_time()
         try:
             rgb = image_to_rgb(message) if isinstance(message, Image) else compressed_image_to_rgb(message)
         except ConversionError as error:
-            self._reject("image", f"image on {self._image_topic}: {error}")
+            self._reject(f"image on {self._image_topic}: {error}")
             return
         height, width = rgb.shape[:2]
-        if info.message.width and (info.message.width, info.message.height) != (width, height):
-            self._reject("camera_info_size", f"CameraInfo of frame {frame_id!r} is for {info.message.width}x"
-                         f"{info.message.height} images but the image is {width}x{height}")
+        info = infos.get((width, height))
+        newest = list(infos.values())[-1]
+        if info is None:
+            sizes = ", ".join(f"{w}x{h}" for w, h in infos)
+            self._reject(f"CameraInfo of frame {frame_id!r} is for {sizes} images but the image is {width}x{height}; "
+                         "the camera must publish the CameraInfo of the resolution it streams")
             return
+        if info is not newest:
+            self._log_throttled(f"the latest CameraInfo of frame {frame_id!r} is for {newest.size[0]}x"
+                                f"{newest.size[1]} images but the image is {width}x{height}; using the last one for "
+                                f"{width}x{height} (stamped {stamp_to_seconds(info.message.header.stamp):.3f} s)")
+        drift = abs(stamp_to_nanoseconds(info.message.header.stamp) - stamp_ns) * 1e-9
+        if drift > settings.camera_info_tolerance_s and frame_id not in self._drift_warned:
+            self._drift_warned.add(frame_id)
+            self.get_logger().warning(
+                f"image and latest CameraInfo of frame {frame_id!r} are {drift:.3f} s apart (tolerance "
+                f"{settings.camera_info_tolerance_s} s); using it anyway (warned once per frame)")
         converted, converted_cpu = time.perf_counter(), time.thread_time()
+
+        cause, problem = self._stamp_problem(stamp_ns, self._previous_stamp_ns)
+        if cause:
+            self._drop_for_stamp(cause, problem)
+            return
+        if self._previous_stamp_ns is not None and stamp_ns < self._previous_stamp_ns:
+            reason = (f"image stamps jumped back by {(self._previous_stamp_ns - stamp_ns) * 1e-9:.3f} s (from "
+                      f"{self._previous_stamp_ns * 1e-9:.3f} s to {stamp:.3f} s): a looping bag or a restarted "
+                      "source; odometry and path restart at the identity")
+            self._restart_odometry()
+            self.statistics.odometry_reset(reason)
+            self._log_throttled(reason, cause="stamp_jump_back")
+        size_change = ""
+        if self._image_size is not None and self._image_size != (width, height):
+            size_change = (f"image size of frame {frame_id!r} changed from {self._image_size[0]}x"
+                           f"{self._image_size[1]} to {width}x{height}")
 
         try:
             result = self.pipeline.process(rgb, info.K, stamp)
         except ValueError as error:  # bad input the pipeline refuses, state unchanged
-            self._reject("pipeline_input", f"pipeline refused the frame stamped {stamp:.3f}: {error}")
+            self._reject(f"pipeline refused the frame stamped {stamp:.3f}: {error}")
             return
         processed, processed_cpu = time.perf_counter(), time.thread_time()
 
         self._publish(result, header, info.message, rgb, settings)
         published, published_cpu = time.perf_counter(), time.thread_time()
-        self._previous_stamp = stamp
-        self._report_tracking(result)
+        self._previous_stamp_ns = stamp_ns
+        self._image_size = (width, height)
+        self._report_tracking(result, size_change)
         self.statistics.processed(
             pipeline_ms=result.timings_ms,
             node_ms={"convert": (converted - started) * 1e3, "publish": (published - processed) * 1e3},
@@ -336,12 +440,15 @@ class PriorDepthNode(Node):
             tracking_message=result.message, inliers=result.num_inliers, keypoints=len(result.keypoints),
             scale_source=result.scale_source)
 
-    def _report_tracking(self, result: FrameResult) -> None:
+    def _report_tracking(self, result: FrameResult, size_change: str) -> None:
         state = result.tracking_state.value
-        if result.reinitialized and result.message:  # first frame, reset, or an image size / intrinsics change
-            self._log_throttled("reinitialized", f"tracking (re)starts: {result.message}", level="info")
+        if size_change:  # warned once per change: the same change repeating within LOG_THROTTLE_S is folded
+            self._log_throttled(f"{size_change}; tracking re-initialised at the new size ({result.message})",
+                                cause=size_change)
+        elif result.reinitialized and result.message:  # first frame, reset, or an intrinsics change
+            self._log_throttled(f"tracking (re)starts: {result.message}", level="info")
         elif state != self._previous_state and state in ("lost", "degraded"):
-            self._log_throttled(f"tracking_{state}", f"tracking {state}: {result.message}")
+            self._log_throttled(f"tracking {state}: {result.message}")
         elif state == "ok" and self._previous_state == "lost":
             self.get_logger().info(f"tracking recovered: {result.message}")
         self._previous_state = state
@@ -379,7 +486,7 @@ class PriorDepthNode(Node):
                                                result.matches, result.match_inliers)
                     self._matches_publisher.publish(rgb_to_image(canvas, header))
             except Exception as error:  # a picture must never stop the node
-                self._log_throttled("paint", f"visualisation failed: {type(error).__name__}: {error}", level="error")
+                self._log_throttled(f"visualisation failed: {type(error).__name__}: {error}", level="error")
 
     def _publish_pose(self, result: FrameResult, header: Header, settings: NodeSettings) -> None:
         """Odometry, TF and path of the camera (or of base_frame through the camera mount, REP 105).
@@ -401,7 +508,8 @@ class PriorDepthNode(Node):
         stamp = header.stamp
         odom_header = Header(stamp=stamp, frame_id=settings.odom_frame)
         if settings.publish_odometry:
-            dt = stamp_to_seconds(stamp) - self._previous_stamp if self._previous_stamp is not None else 0.0
+            dt = ((stamp_to_nanoseconds(stamp) - self._previous_stamp_ns) * 1e-9 if self._previous_stamp_ns is not None
+                  else 0.0)
             if result.reinitialized or not dt > 0:
                 twist, twist_covariance = np.zeros(6), np.eye(6) * LOST_VARIANCE  # no motion observed yet
             else:

@@ -60,3 +60,20 @@ def test_levels_name_the_problem():
     status = diagnostic_status(statistics.report(), "n", "c", "/image")
     assert status.level == DiagnosticStatus.WARN and "tracking lost" in status.message
     assert values_of(status)["frames rejected, bad input"] == "1" and values_of(status)["pipeline errors"] == "1"
+
+
+def test_odometry_resets_and_dropped_stamps_are_reported():
+    statistics = NodeStatistics()
+    statistics.received()
+    statistics.out_of_order("image stamped 1.000 s repeats the stamp of the previous image; frame dropped")
+    statistics.camera_info_refused("CameraInfo of frame 'cam' refused: CameraInfo has no image size (0x0)")
+    statistics.odometry_reset("image stamps jumped back by 5.000 s (from 6.000 s to 1.000 s)")
+    status = diagnostic_status(statistics.report(), "n", "c", "/image")
+    assert status.level == DiagnosticStatus.WARN
+    assert status.message == "odometry reset: image stamps jumped back by 5.000 s (from 6.000 s to 1.000 s)"
+    values = values_of(status)
+    assert values["odometry resets"] == "1" and values["CameraInfo refused"] == "1"
+    assert values["frames dropped, stamp not newer than the previous frame"] == "1"
+    statistics.received()
+    status = diagnostic_status(statistics.report(), "n", "c", "/image")  # the next period: said once
+    assert not status.message.startswith("odometry reset") and values_of(status)["odometry resets"] == "1"

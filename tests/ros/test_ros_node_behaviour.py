@@ -1,6 +1,7 @@
 """priordepth_node's behaviour, node in this process with the real pipeline, talking over loopback to a test node in
 a separate rclpy context: no backlog, reset service, compressed input, base frame and mount TF, run-time parameters,
-stale frames, an exception inside the pipeline, and start-up refusal of bad parameters."""
+stale frames, an exception inside the pipeline, repeated, older and looping stamps, refused CameraInfo, image size
+changes, warnings throttled per cause, and start-up refusal of bad parameters."""
 
 from __future__ import annotations
 
@@ -43,6 +44,33 @@ def stamp(index: int) -> Time:
     return Time(sec=100 + index // 10, nanosec=(index % 10) * 100_000_000)
 
 
+class LogRecorder:
+    """Stands in for the node's logger: records (severity, text) and passes every line on to the real logger."""
+
+    def __init__(self, logger):
+        self.logger = logger
+        self.lines: list[tuple[str, str]] = []
+
+    # One call site per severity, as rclpy requires.
+    def info(self, text: str, **kwargs) -> bool:
+        self.lines.append(("info", text))
+        return self.logger.info(text, **kwargs)
+
+    def warning(self, text: str, **kwargs) -> bool:
+        self.lines.append(("warning", text))
+        return self.logger.warning(text, **kwargs)
+
+    def error(self, text: str, **kwargs) -> bool:
+        self.lines.append(("error", text))
+        return self.logger.error(text, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self.logger, name)
+
+    def containing(self, part: str, severity: str = "warning") -> list[str]:
+        return [text for level, text in self.lines if level == severity and part in text]
+
+
 class Harness:
     """The node under test in one context (spun in a thread), a test node publishing inputs and recording outputs in
     another."""
@@ -62,6 +90,8 @@ class Harness:
         self.node = PriorDepthNode(context=self.node_context, parameter_overrides=[
             Parameter(name, value=value) for name, value in {"num_threads": 1, "diagnostics_period_s": 0.2,
                                                              "path_publish_period_s": 0.0, **overrides}.items()])
+        self.logs = LogRecorder(self.node.get_logger())
+        self.node.get_logger = lambda: self.logs
         self.node_executor = rclpy.executors.SingleThreadedExecutor(context=self.node_context)
         self.node_executor.add_node(self.node)
         self.spinner = threading.Thread(target=self.node_executor.spin, daemon=True)
@@ -103,9 +133,14 @@ class Harness:
         else:
             self.image_publisher.publish(c.rgb_to_image(rgb, header))
 
-    def send_and_wait(self, index: int, **kwargs) -> None:
+    def send_image(self, index: int, frame_id: str = "camera_optical") -> None:
+        """An image without a CameraInfo of its own."""
+        self.image_publisher.publish(c.rgb_to_image(textured_frame(index), Header(stamp=stamp(index),
+                                                                                    frame_id=frame_id)))
+
+    def send_and_wait(self, index: int, image_only: bool = False, **kwargs) -> None:
         count = len(self.received["/priordepth/odometry"])
-        self.send(index, **kwargs)
+        self.send_image(index) if image_only else self.send(index, **kwargs)
         assert self.spin_until(lambda: len(self.received["/priordepth/odometry"]) > count, 30), \
             self.node.statistics.last_problem
 
@@ -242,11 +277,152 @@ def test_image_size_change_restarts_tracking_at_the_new_size(harness_factory):
     depth = harness.received["/priordepth/depth"]
     assert harness.spin_until(lambda: len(depth) == 4, 5)
     assert [(m.width, m.height) for m in depth] == [(WIDTH, HEIGHT)] * 2 + [(WIDTH // 2, HEIGHT // 2)] * 2
+    # One warning per change, naming both sizes; frames of an unchanged size warn nothing.
+    assert len(harness.logs.containing("changed from 320x96 to 160x48")) == 1, harness.logs.lines
+    assert "tracking re-initialised" in harness.logs.containing("changed from 320x96 to 160x48")[0]
+    harness.send_and_wait(4)
+    assert len(harness.logs.containing("changed from 160x48 to 320x96")) == 1, harness.logs.lines
+    assert len(harness.logs.containing("image size")) == 2
     odometry = harness.received["/priordepth/odometry"]
     # keep_pose_on_reinit (default): the trajectory continues where it was instead of jumping back to the origin.
     np.testing.assert_allclose(c.matrix_from_pose(odometry[2].pose.pose), c.matrix_from_pose(odometry[1].pose.pose),
                                atol=1e-9)
-    assert harness.totals()["processed"] == 4 and harness.totals().get("rejected", 0) == 0
+    assert harness.spin_until(lambda: harness.totals()["processed"] == 5, 5)
+    assert harness.totals().get("rejected", 0) == 0
+
+
+def test_repeated_and_slightly_older_stamps_are_dropped_with_one_warning_per_cause(harness_factory):
+    harness = harness_factory()
+    harness.send_and_wait(10)
+    for index in (10, 10, 9):  # the same stamp twice more, then one 100 ms older
+        harness.send(index)
+        harness.spin_until(lambda: False, 1.0)  # time to process it, were it let through
+    harness.send_and_wait(11)
+    harness.spin_until(lambda: False, 0.5)
+    odometry = harness.received["/priordepth/odometry"]
+    assert [c.stamp_to_nanoseconds(m.header.stamp) for m in odometry] == \
+        [c.stamp_to_nanoseconds(stamp(10)), c.stamp_to_nanoseconds(stamp(11))]
+    assert len(harness.received["/priordepth/depth"]) == 2
+    assert harness.totals()["out_of_order"] == 3 and harness.spin_until(lambda: harness.totals()["processed"] == 2, 5)
+    repeated = harness.logs.containing("repeats the stamp of the previous image; frame dropped")
+    older = harness.logs.containing("is 100 ms older than the previous image; frame dropped")
+    assert len(repeated) == 1 and len(older) == 1, harness.logs.lines  # two causes, each warned once
+    assert harness.logs.containing("jumped back") == []
+
+
+def test_a_bag_loop_restarts_odometry_and_path_and_reports_it_on_diagnostics(harness_factory):
+    harness = harness_factory()
+    for index in range(20, 24):  # 102.0 .. 102.3 s
+        harness.send_and_wait(index)
+    paths = harness.received["/priordepth/path"]
+    assert harness.spin_until(lambda: len(paths) == 4, 5) and len(paths[-1].poses) == 4
+    harness.send_and_wait(0)  # 100.0 s: the bag starts over
+    harness.send_and_wait(1)
+    odometry = harness.received["/priordepth/odometry"]
+    assert [c.stamp_to_nanoseconds(m.header.stamp) for m in odometry[-2:]] == \
+        [c.stamp_to_nanoseconds(stamp(0)), c.stamp_to_nanoseconds(stamp(1))]
+    np.testing.assert_allclose(c.matrix_from_pose(odometry[-2].pose.pose), c.matrix_from_pose(odometry[0].pose.pose),
+                               atol=1e-12)  # where the first trajectory started
+    assert np.linalg.norm(c.matrix_from_pose(odometry[-4].pose.pose)[:3, 3]) > 0  # the first trajectory moved
+    assert harness.spin_until(lambda: len(paths) == 6, 5) and [len(p.poses) for p in paths[-2:]] == [1, 2]
+    jumps = harness.logs.containing("image stamps jumped back by 2.300 s (from 102.300 s to 100.000 s)")
+    assert len(jumps) == 1 and "odometry and path restart at the identity" in jumps[0], harness.logs.lines
+
+    def reset_reported(message) -> bool:
+        status = message.status[0]
+        values = {kv.key: kv.value for kv in status.values}
+        return (values.get("odometry resets") == "1" and "jumped back by 2.300 s" in values["last odometry reset"]
+                and status.message.startswith("odometry reset: image stamps jumped back"))
+
+    assert harness.spin_until(lambda: any(map(reset_reported, harness.received["/diagnostics"])), 5), \
+        [m.status[0].message for m in harness.received["/diagnostics"]]
+    assert harness.spin_until(lambda: harness.totals()["processed"] == 6, 5)
+    assert harness.totals().get("out_of_order", 0) == 0
+
+
+def test_bad_camera_info_is_refused_and_the_last_good_one_is_used(harness_factory):
+    harness = harness_factory()
+    used_K = []
+    original = harness.node.pipeline.process
+
+    def recording(image, K, stamp_s):
+        used_K.append(np.array(K))
+        return original(image, K, stamp_s)
+
+    harness.node.pipeline.process = recording
+    harness.send_and_wait(0)
+    harness.send_and_wait(1)
+    header = Header(stamp=stamp(2), frame_id="camera_optical")
+
+    def info(width: int = WIDTH, height: int = HEIGHT, **entries: float):
+        message = c.camera_info_message(K, width, height, header)
+        for index, value in entries.items():  # k0 = fx, k2 = cx, k4 = fy
+            message.k[int(index[1:])] = value
+        return message
+
+    bad = [(info(width=0, height=0), "CameraInfo has no image size (0x0)"),
+           (info(k0=0.0), "is not a calibrated pinhole camera (fx=0.0"),
+           (info(k0=np.nan), "CameraInfo K contains non-finite values"),
+           (info(k2=900.0), "puts the principal point (900, 47.5) outside the 320x96 image")]
+    for count, (message, problem) in enumerate(bad, start=1):
+        harness.info_publisher.publish(message)
+        assert harness.spin_until(lambda n=count: harness.totals().get("camera_info_refused") == n, 10), problem
+        harness.send_and_wait(count + 1, image_only=True)
+        warnings = harness.logs.containing(problem)
+        assert len(warnings) == 1, (problem, harness.logs.lines)  # each cause has its own line
+        assert warnings[0].startswith("CameraInfo of frame 'camera_optical' refused: ")
+        assert warnings[0].endswith("keeping the last good one (320x96, stamped 100.100 s)")
+    # A good CameraInfo of another resolution does not fit this image: the last one that does is used, with a warning.
+    harness.info_publisher.publish(c.camera_info_message(K * [[2], [2], [1]], 2 * WIDTH, 2 * HEIGHT, header))
+    harness.spin_until(lambda: False, 1.0)
+    harness.send_and_wait(6, image_only=True)
+    assert len(harness.logs.containing("the latest CameraInfo of frame 'camera_optical' is for 640x192 images but "
+                                       "the image is 320x96; using the last one for 320x96")) == 1
+    assert len(used_K) == 7 and all(np.array_equal(used, K) for used in used_K)
+    assert harness.spin_until(lambda: harness.totals()["processed"] == 7, 5)
+    assert harness.totals().get("rejected", 0) == 0
+
+
+def test_a_camera_whose_only_camera_info_was_refused_is_skipped_with_the_reason(harness_factory):
+    harness = harness_factory()
+    harness.info_publisher.publish(c.camera_info_message(np.zeros((3, 3)), WIDTH, HEIGHT,
+                                                         Header(stamp=stamp(0), frame_id="camera_optical")))
+    assert harness.spin_until(lambda: harness.totals().get("camera_info_refused") == 1, 10)
+    harness.send_image(0)
+    assert harness.spin_until(lambda: harness.totals().get("rejected") == 1, 10)
+    assert harness.node.statistics.last_problem == (
+        "no usable CameraInfo for frame 'camera_optical': the last one was refused (CameraInfo K is not a calibrated "
+        "pinhole camera (fx=0.0, fy=0.0, [2, 2]=0.0); is the camera calibrated?)")
+    assert len(harness.logs.containing("images of this camera are skipped until a good one arrives")) == 1
+
+
+def test_different_problems_are_warned_separately_and_repeats_are_folded(harness_factory):
+    from sensor_msgs.msg import Image
+
+    harness = harness_factory()
+
+    def yuv(index: int) -> Image:
+        return Image(header=Header(stamp=stamp(index), frame_id="camera_optical"), width=WIDTH, height=HEIGHT,
+                     encoding="yuv422", step=2 * WIDTH, data=bytes(2 * WIDTH * HEIGHT))
+
+    def truncated(index: int) -> Image:
+        return Image(header=Header(stamp=stamp(index), frame_id="camera_optical"), width=WIDTH, height=HEIGHT,
+                     encoding="rgb8", step=3 * WIDTH, data=bytes(10))
+
+    for message in (yuv(1), yuv(2), truncated(3), truncated(4), yuv(5)):
+        harness.image_publisher.publish(message)
+    assert harness.spin_until(lambda: harness.totals().get("rejected") == 5, 10)
+    encoding = harness.logs.containing("unsupported image encoding 'yuv422'")
+    size = harness.logs.containing("image data has 10 bytes, expected step x height = 92160")
+    assert len(encoding) == 1 and len(size) == 1, harness.logs.lines
+
+
+def test_cause_of_a_problem_ignores_numbers_only():
+    from priordepth_ros.node import cause_of
+
+    assert cause_of("frame stamped 100.300 is 2.5 s old") == cause_of("frame stamped 101.000 is 12 s old")
+    assert cause_of("image data has 10 bytes") != cause_of("unsupported image encoding 'yuv422'")
+    assert cause_of("fx=0.0, fy=-1e-3") == cause_of("fx=1.5, fy=2")
 
 
 def test_compressed_input(harness_factory):
@@ -310,7 +486,7 @@ def test_run_time_parameter_changes_and_stale_frames(harness_factory):
     assert not refused.successful  # read-only
     # Stamps of 100 s are decades old on the node's wall clock.
     assert harness.node.set_parameters([Parameter("max_input_age_s", value=1.0)])[0].successful
-    harness.send(2)
+    harness.send(4)
     assert harness.spin_until(lambda: harness.totals().get("stale") == 1, 10)
     assert len(harness.received["/priordepth/odometry"]) == 3
 

@@ -364,9 +364,10 @@ def test_diagnostics_report_rates_latency_and_counts(session):
     assert all(0 < float(values["node overhead, conversion + publishing (ms)"]) < 100 for values in busy)
     totals = latest_totals(session)
     assert totals["frames processed"] == len(session.received["/priordepth/depth"])
-    # Every frame received is accounted for: processed, superseded by a newer one, or rejected.
+    # Every frame received is accounted for: processed, superseded by a newer one, rejected, or out of order.
     assert totals["frames received"] == (totals["frames processed"] + totals["frames dropped, superseded by a newer "
-                                         "frame"] + totals["frames rejected, bad input"] + totals["pipeline errors"])
+                                         "frame"] + totals["frames rejected, bad input"] + totals["pipeline errors"]
+                                         + totals["frames dropped, stamp not newer than the previous frame"])
 
 
 def test_bad_messages_are_skipped_and_processing_continues(session):
