@@ -17,7 +17,14 @@ Two tables:
 Configurations: ``outputs``: a subscriber to depth and odometry only (the pictures are then never drawn);
 ``rviz``: subscribers to every output, as RViz with config/priordepth.rviz (colourised depth and matches drawn).
 
-Run: ``.venv/bin/python benchmarks/node.py [--seconds 60] [--rate 30] [--size 640x480] [--num-threads 1]``.
+``--soak SECONDS`` runs instead one long stream (the ``outputs`` configuration) and prints a row every
+``--sample-s`` seconds: frames sent, received and processed by the node (its diagnostics), depth images received
+here, how many of them hold NaN pixels (NaN is the documented invalid marker, so this alone is no fault), how many
+are entirely NaN (no valid pixel: a useless output) and how many hold +-inf or a depth <= 0 (invalid values not
+marked as such), and the node's resident memory (RSS).
+
+Run: ``.venv/bin/python benchmarks/node.py [--seconds 60] [--rate 30] [--size 640x480] [--num-threads 1]``, or
+``.venv/bin/python benchmarks/node.py --soak 600`` for the soak table.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -130,6 +138,41 @@ def resident_mib(pid: int) -> float:
     return float("nan")
 
 
+def start_node(num_threads: int) -> tuple[subprocess.Popen, Path, int]:
+    """The node as a subprocess on a ROS domain of its own (exported to this process too), its log file, the domain."""
+    domain = random.Random(time.time_ns()).randint(110, 140)
+    environment = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+                   "FASTRTPS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE), "OMP_NUM_THREADS": str(num_threads)}
+    os.environ.update({k: environment[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE",
+                                                    "FASTRTPS_DEFAULT_PROFILES_FILE")})
+    log = tempfile.NamedTemporaryFile("w+", prefix="priordepth_node_", suffix=".log", delete=False)
+    node = subprocess.Popen([sys.executable, "-m", "priordepth_ros.node", "--ros-args", "-p",
+                             f"num_threads:={num_threads}", "-r", "image:=/bench/image", "-r",
+                             "camera_info:=/bench/camera_info"], cwd=REPO_ROOT, env=environment, stdout=log,
+                            stderr=subprocess.STDOUT)
+    return node, Path(log.name), domain
+
+
+def wait_for_node(node: subprocess.Popen, log: Path, image_publisher) -> None:
+    deadline = time.monotonic() + 120
+    while image_publisher.get_subscription_count() == 0:
+        if node.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the node did not start: {log.read_text()}")
+        time.sleep(0.1)
+    time.sleep(1.0)
+
+
+def camera_matrix(width: int, height: int) -> np.ndarray:
+    f = 0.9 * width
+    return np.array([[f, 0.0, (width - 1) / 2], [0.0, f, (height - 1) / 2], [0.0, 0.0, 1.0]])
+
+
+def ping_pong(frames: list[np.ndarray], count: int) -> np.ndarray:
+    """Frame ``count`` of a stream that runs through ``frames`` forth and back, so the motion never jumps."""
+    index = count % (2 * len(frames) - 2)
+    return frames[index if index < len(frames) else 2 * len(frames) - 2 - index]
+
+
 def run_node(configuration: str, seconds: float, rate: float, width: int, height: int, num_threads: int) -> dict:
     import rclpy
     from builtin_interfaces.msg import Time
@@ -143,16 +186,7 @@ def run_node(configuration: str, seconds: float, rate: float, width: int, height
 
     from priordepth_ros import conversions as c
 
-    domain = random.Random(time.time_ns()).randint(110, 140)
-    environment = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-                   "FASTRTPS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE), "OMP_NUM_THREADS": str(num_threads)}
-    os.environ.update({k: environment[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE",
-                                                    "FASTRTPS_DEFAULT_PROFILES_FILE")})
-    log = tempfile.NamedTemporaryFile("w+", prefix="priordepth_node_", suffix=".log", delete=False)
-    node = subprocess.Popen([sys.executable, "-m", "priordepth_ros.node", "--ros-args", "-p",
-                             f"num_threads:={num_threads}", "-r", "image:=/bench/image", "-r",
-                             "camera_info:=/bench/camera_info"], cwd=REPO_ROOT, env=environment, stdout=log,
-                            stderr=subprocess.STDOUT)
+    node, log, domain = start_node(num_threads)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     client = rclpy.create_node("node_benchmark", context=context)
@@ -182,16 +216,10 @@ def run_node(configuration: str, seconds: float, rate: float, width: int, height
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
 
-    deadline = time.monotonic() + 120
-    while image_publisher.get_subscription_count() == 0:
-        if node.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the node did not start: {Path(log.name).read_text()}")
-        time.sleep(0.1)
-    time.sleep(1.0)
+    wait_for_node(node, log, image_publisher)
 
     frames = panning_frames(width, height, 90)
-    f = 0.9 * width
-    K = np.array([[f, 0.0, (width - 1) / 2], [0.0, f, (height - 1) / 2], [0.0, 0.0, 1.0]])
+    K = camera_matrix(width, height)
     period = 1.0 / rate
     start = time.perf_counter()
     count = 0
@@ -199,9 +227,7 @@ def run_node(configuration: str, seconds: float, rate: float, width: int, height
     while (now := time.perf_counter()) - start < seconds:
         t_ns = 1_000_000_000 + count * round(period * 1e9)
         header = Header(stamp=Time(sec=t_ns // 10**9, nanosec=t_ns % 10**9), frame_id="camera_optical")
-        # Ping-pong through the frames so the motion never jumps.
-        index = count % (2 * len(frames) - 2)
-        rgb = frames[index if index < len(frames) else 2 * len(frames) - 2 - index]
+        rgb = ping_pong(frames, count)
         info_publisher.publish(c.camera_info_message(K, width, height, header))
         with lock:
             sent[t_ns] = time.perf_counter()
@@ -249,6 +275,105 @@ def run_node(configuration: str, seconds: float, rate: float, width: int, height
     }
 
 
+@dataclass
+class DepthCounts:
+    """Depth images received by the soak client, by what their pixels hold."""
+
+    received: int = 0
+    with_nan: int = 0  # some pixels NaN: the documented invalid marker
+    all_nan: int = 0  # no valid pixel at all
+    unmarked_invalid: int = 0  # +-inf or depth <= 0 among the pixels not marked NaN
+
+    def add(self, depth: np.ndarray) -> None:
+        nan = np.isnan(depth)
+        valid = depth[~nan]
+        self.received += 1
+        self.with_nan += bool(nan.any())
+        self.all_nan += bool(nan.all())
+        self.unmarked_invalid += bool(valid.size and not (np.isfinite(valid).all() and (valid > 0).all()))
+
+
+def run_soak(seconds: float, rate: float, width: int, height: int, num_threads: int, sample_s: float) -> None:
+    """Stream for ``seconds`` and print a table row every ``sample_s`` seconds (see the module docstring)."""
+    import rclpy
+    from builtin_interfaces.msg import Time
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image
+    from std_msgs.msg import Header
+
+    from priordepth_ros import conversions as c
+
+    node, log, domain = start_node(num_threads)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    client = rclpy.create_node("node_soak", context=context)
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    counts = DepthCounts()
+    totals: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def on_depth(message) -> None:
+        depth = c.image_to_depth(message)
+        with lock:
+            counts.add(depth)
+
+    def on_diagnostics(message) -> None:
+        with lock:
+            totals.update({kv.key: kv.value for kv in message.status[0].values})
+
+    client.create_subscription(Image, "/priordepth/depth", on_depth, reliable)
+    client.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, reliable)
+    image_publisher = client.create_publisher(Image, "/bench/image", qos_profile_sensor_data)
+    info_publisher = client.create_publisher(CameraInfo, "/bench/camera_info", qos_profile_sensor_data)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(client)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    wait_for_node(node, log, image_publisher)
+
+    frames = panning_frames(width, height, 90)
+    K = camera_matrix(width, height)
+    print(f"soak: {width}x{height} rgb8 at {rate:g} Hz for {seconds:g} s, node pid {node.pid}, log {log}\n")
+    print("| time (s) | frames sent | received by the node | processed by the node | depth images received | "
+          "with NaN pixels | all NaN | +-inf or <= 0 unmarked | node RSS (MiB) |")
+    print("| --- " * 9 + "|", flush=True)
+
+    def row(elapsed: float, sent: int) -> None:
+        with lock:
+            d = counts
+            print(f"| {elapsed:.0f} | {sent} | {totals.get('frames received', '-')} | "
+                  f"{totals.get('frames processed', '-')} | {d.received} | {d.with_nan} | {d.all_nan} | "
+                  f"{d.unmarked_invalid} | {resident_mib(node.pid):.0f} |", flush=True)
+
+    period = 1.0 / rate
+    start = time.perf_counter()
+    count = 0
+    next_sample = 0.0
+    while (now := time.perf_counter()) - start < seconds and node.poll() is None:
+        if now - start >= next_sample:
+            row(now - start, count)
+            next_sample += sample_s
+        t_ns = 1_000_000_000 + count * round(period * 1e9)
+        header = Header(stamp=Time(sec=t_ns // 10**9, nanosec=t_ns % 10**9), frame_id="camera_optical")
+        info_publisher.publish(c.camera_info_message(K, width, height, header))
+        image_publisher.publish(c.rgb_to_image(ping_pong(frames, count), header))
+        count += 1
+        time.sleep(max(0.0, start + count * period - time.perf_counter()))
+    time.sleep(2.0)  # the last frame's outputs and one more diagnostics report
+    alive = node.poll() is None
+    row(time.perf_counter() - start, count)
+    if alive:
+        node.send_signal(signal.SIGINT)
+        node.wait(timeout=30)
+    executor.shutdown()
+    spinner.join(timeout=10)
+    client.destroy_node()
+    rclpy.shutdown(context=context)
+    print(f"\nnode {'exited with status ' + str(node.returncode) if alive else 'DIED during the run'}; "
+          f"load average {os.getloadavg()[0]:.1f} after the run; node log: {log}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0, help="stream length per configuration (default 60)")
@@ -257,10 +382,15 @@ def main() -> None:
     parser.add_argument("--num-threads", type=int, default=1, help="the node's torch threads (default 1)")
     parser.add_argument("--configurations", nargs="+", default=["outputs", "rviz"], choices=["outputs", "rviz"])
     parser.add_argument("--skip-conversions", action="store_true", help="only the node table")
+    parser.add_argument("--soak", type=float, metavar="SECONDS", help="instead: one long stream, a row per sample")
+    parser.add_argument("--sample-s", type=float, default=10.0, help="soak: seconds between rows (default 10)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     cv2.setNumThreads(1)
     print(f"{os.cpu_count()} CPUs visible, load average {os.getloadavg()[0]:.1f} before the run\n")
+    if args.soak:
+        run_soak(args.soak, args.rate, width, height, args.num_threads, args.sample_s)
+        return
     if not args.skip_conversions:
         conversion_table()
     results = []
