@@ -8,7 +8,9 @@ default.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,10 +27,44 @@ class ConfigError(ValueError):
     """A configuration file or override that cannot be used; the message names the key and the problem."""
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric config field accepts: ``low <= value <= high`` (strict where ``*_exclusive``).
+
+    ``None`` leaves that side open. Declared next to each field (``ranged``) and checked at load time, so a value
+    such as ``run.checkpoint_every=0`` is refused with its allowed range instead of failing later in the run.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_exclusive: bool = False
+    high_exclusive: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_exclusive else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_exclusive else value <= self.high)
+
+    def __str__(self) -> str:
+        above = f"{'>' if self.low_exclusive else '>='} {self.low}"
+        below = f"{'<' if self.high_exclusive else '<='} {self.high}"
+        if self.low is not None and self.high is not None:
+            return f"{above} and {below}"
+        return above if self.low is not None else below if self.high is not None else "finite"
+
+
+def ranged(default: float, low: float | None, high: float | None, *, low_exclusive: bool = False,
+           high_exclusive: bool = False) -> Any:
+    """A dataclass field with ``default`` whose values must lie in the given :class:`Range`."""
+    return field(default=default, metadata={"range": Range(low, high, low_exclusive, high_exclusive)})
+
+
 @dataclass
 class DataConfig:
     # Where frames come from: a named synthetic suite or a dataset on disk.
-    kind: str = "suite"
+    kind: str = field(default="suite", metadata={"choices": DATA_KINDS})
     # Synthetic suite name for kind=suite (driving, handheld, indoor-slow).
     suite: str = "driving"
     # Dataset root for tum / kitti_odometry / kitti_raw, or the rosbag2 path for kind=rosbag.
@@ -44,33 +80,33 @@ class DataConfig:
     image_topic: str = "/camera/image_raw"
     camera_info_topic: str = "/camera/camera_info"
     # Network input size (multiples of 32).
-    height: int = 96
-    width: int = 320
+    height: int = ranged(96, 32, 4096)
+    width: int = ranged(320, 32, 4096)
     # Context frames relative to the target, as MonoDepth2's frame_ids (0 is the target and is implied).
-    context_offsets: list[int] = field(default_factory=lambda: [-1, 1])
+    context_offsets: list[int] = field(default_factory=lambda: [-1, 1], metadata={"range": Range(-100, 100)})
     # MonoDepth2's training augmentation: colour jitter and horizontal flip (K and poses mirrored consistently).
     augment: bool = False
     # DataLoader worker processes (0 loads in the main process).
-    num_workers: int = 0
+    num_workers: int = ranged(0, 0, 256)
 
 
 @dataclass
 class ModelConfig:
     # ResNet depth of the DepthNet and PoseNet encoders (18, 34 or 50).
-    num_layers: int = 18
+    num_layers: int = field(default=18, metadata={"choices": (18, 34, 50)})
     # Half-width encoder/decoder for real-time CPU inference.
     lite: bool = False
     # Depth range of the sigmoid disparity output, in the depth network's units.
-    min_depth: float = 0.1
-    max_depth: float = 100.0
+    min_depth: float = ranged(0.1, 0, None, low_exclusive=True)
+    max_depth: float = ranged(100.0, 0, None, low_exclusive=True)
     # Optional torchvision-format ImageNet weights (a local file; nothing is downloaded).
     pretrained_path: str = ""
     # Keypoint descriptor dimension and the lite option for the KeypointNet.
-    descriptor_dim: int = 256
+    descriptor_dim: int = ranged(256, 1, 4096)
     keypoint_lite: bool = False
     # KeypointNet dropout. KP2D uses 0.2, but with it (and lr 1e-3) the descriptors collapsed to one vector within
     # ~100 steps in our short CPU runs (docs/keypoints.md); 0 kept them apart.
-    keypoint_dropout: float = 0.0
+    keypoint_dropout: float = ranged(0.0, 0, 1, high_exclusive=True)
     # Start the KeypointNet from a homography-adaptation checkpoint of `python -m priordepth_core.train.keypoints`
     # (KP3D pretrains KP2D the same way); its descriptor_dim and lite must match the two fields above.
     keypoint_init: str = ""
@@ -82,22 +118,22 @@ class ModelConfig:
 @dataclass
 class PoseConfig:
     # How T_context_target is obtained: posenet (MonoDepth2), essential or pnp (keypoints + geometric solver).
-    source: str = "posenet"
+    source: str = field(default="posenet", metadata={"choices": POSE_SOURCES})
     # Keypoint-based sources start from this source for warmup_steps optimiser steps ("" = no warm-up).
-    warmup_source: str = ""
-    warmup_steps: int = 0
+    warmup_source: str = field(default="", metadata={"choices": ("", *POSE_SOURCES)})
+    warmup_steps: int = ranged(0, 0, None)
     # Keypoints kept per image after NMS.
-    top_k: int = 300
+    top_k: int = ranged(300, 1, None)
     # RANSAC hypotheses per pair and inlier threshold in pixels (at the network input resolution).
-    ransac_hypotheses: int = 128
-    ransac_threshold_px: float = 1.0
+    ransac_hypotheses: int = ranged(128, 1, None)
+    ransac_threshold_px: float = ranged(1.0, 0, None, low_exclusive=True)
     # A pair with fewer inliers is treated as a failed solve: its photometric term is masked.
-    min_inliers: int = 20
+    min_inliers: int = ranged(20, 0, None)
     # Seed the robust solver with the PoseNet prediction when a PoseNet exists (hybrid mode).
     posenet_seed: bool = False
     # What a failed pair (invalid solve or < min_inliers) does: "mask" drops its photometric term; "posenet" uses the
     # PoseNet's pose for it (hybrid; a PoseNet is then built and keeps training on those pairs).
-    fallback: str = "mask"
+    fallback: str = field(default="mask", metadata={"choices": ("mask", "posenet")})
     # pnp: lift the keypoints with a detached depth, so the photometric loss trains the DepthNet only through the
     # warp and not through the pose the depth itself produced (with the gradient through the pose, a wrong depth can
     # move the pose until the two agree; docs/experiments.md).
@@ -107,35 +143,35 @@ class PoseConfig:
 @dataclass
 class LossConfig:
     # SSIM weight in the photometric error (MonoDepth2: 0.85).
-    ssim_alpha: float = 0.85
+    ssim_alpha: float = ranged(0.85, 0, 1)
     # Edge-aware smoothness weight (scaled by 1 / 2^scale).
-    smoothness_weight: float = 1e-3
+    smoothness_weight: float = ranged(1e-3, 0, None)
     # MonoDepth2 auto-masking of pixels that do not change between frames.
     automask: bool = True
     # Output scales used for the photometric loss (upsampled to the input resolution).
-    scales: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
+    scales: list[int] = field(default_factory=lambda: [0, 1, 2, 3], metadata={"range": Range(0, 3)})
     # KP2D keypoint losses (homography adaptation + multi-view) weight; 0 disables them.
-    keypoint_weight: float = 0.0
+    keypoint_weight: float = ranged(0.0, 0, None)
     # Sparse triangulated-depth prior weight; 0 disables it.
-    sparse_prior_weight: float = 0.0
+    sparse_prior_weight: float = ranged(0.0, 0, None)
     # Minimum parallax angle for a triangulated point to enter the sparse prior.
-    min_parallax_deg: float = 1.0
+    min_parallax_deg: float = ranged(1.0, 0, 180, high_exclusive=True)
 
 
 @dataclass
 class OptimConfig:
     # Adam learning rate and batch size (MonoDepth2: 1e-4, 12).
-    lr: float = 1e-4
-    batch_size: int = 12
+    lr: float = ranged(1e-4, 0, None, low_exclusive=True)
+    batch_size: int = ranged(12, 1, None)
     # Epochs over the training set; max_steps > 0 stops earlier at that many optimiser steps.
-    epochs: int = 20
-    max_steps: int = 0
+    epochs: int = ranged(20, 1, None)
+    max_steps: int = ranged(0, 0, None)
     # Step decay of the learning rate: multiply by lr_gamma every lr_step_epochs epochs (MonoDepth2: 15, 0.1).
-    lr_step_epochs: int = 15
-    lr_gamma: float = 0.1
-    weight_decay: float = 0.0
+    lr_step_epochs: int = ranged(15, 1, None)
+    lr_gamma: float = ranged(0.1, 0, 1, low_exclusive=True)
+    weight_decay: float = ranged(0.0, 0, None)
     # Gradient clipping by global norm (0 = off).
-    grad_clip: float = 0.0
+    grad_clip: float = ranged(0.0, 0, None)
 
 
 @dataclass
@@ -143,24 +179,24 @@ class RunConfig:
     # Output folder for checkpoints, TensorBoard logs and the resolved config.
     out_dir: str = "runs/default"
     # Seed of every random number generator (weights, data order, RANSAC).
-    seed: int = 0
+    seed: int = ranged(0, 0, 2**32 - 1)
     # "auto" picks CUDA when present, else CPU; or "cpu", "cuda", "cuda:1".
     device: str = "auto"
     # Mixed precision and channels-last memory format on CUDA (ignored on CPU).
     amp: bool = True
     channels_last: bool = True
     # Checkpoint every N optimiser steps (and at each epoch end); scalars every log_every, images every image_every.
-    checkpoint_every: int = 500
-    log_every: int = 20
-    image_every: int = 250
+    checkpoint_every: int = ranged(500, 1, None)
+    log_every: int = ranged(20, 1, None)
+    image_every: int = ranged(250, 1, None)
     # Evaluate on the test split at each epoch end (depth abs_rel etc. into TensorBoard).
     eval_each_epoch: bool = True
     # Ground-truth depth range of that evaluation, metres (MonoDepth2 KITTI: 1e-3 .. 80), and a cap on its samples.
-    eval_min_depth: float = 1e-3
-    eval_max_depth: float = 80.0
-    eval_max_samples: int = 200
+    eval_min_depth: float = ranged(1e-3, 0, None, low_exclusive=True)
+    eval_max_depth: float = ranged(80.0, 0, None, low_exclusive=True)
+    eval_max_samples: int = ranged(200, 0, None)
     # CPU threads used by PyTorch (0 = PyTorch's default).
-    num_threads: int = 0
+    num_threads: int = ranged(0, 0, 1024)
 
 
 @dataclass
@@ -175,12 +211,11 @@ class ExperimentConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` for values no run can use."""
-        if self.data.kind not in DATA_KINDS:
-            raise ConfigError(f"data.kind must be one of {DATA_KINDS}, got {self.data.kind!r}")
+        """Raise :class:`ConfigError` for values no run can use: each field's declared range or choices first."""
+        _check_declared_limits(self)
         for key in ("height", "width"):
             value = getattr(self.data, key)
-            if value <= 0 or value % 32:
+            if value % 32:
                 raise ConfigError(f"data.{key} must be a positive multiple of 32, got {value}")
         if not self.data.context_offsets or 0 in self.data.context_offsets:
             raise ConfigError(f"data.context_offsets must be non-empty and exclude 0, got {self.data.context_offsets}")
@@ -188,23 +223,49 @@ class ExperimentConfig:
             raise ConfigError("model.keypoint_frozen needs model.keypoint_init and loss.keypoint_weight = 0 "
                               f"(got keypoint_init={self.model.keypoint_init!r}, "
                               f"keypoint_weight={self.loss.keypoint_weight})")
-        if self.pose.source not in POSE_SOURCES:
-            raise ConfigError(f"pose.source must be one of {POSE_SOURCES}, got {self.pose.source!r}")
-        if self.pose.warmup_source and self.pose.warmup_source not in POSE_SOURCES:
-            raise ConfigError(f"pose.warmup_source must be empty or one of {POSE_SOURCES}")
-        if self.pose.fallback not in ("mask", "posenet"):
-            raise ConfigError(f"pose.fallback must be 'mask' or 'posenet', got {self.pose.fallback!r}")
-        if self.model.num_layers not in (18, 34, 50):
-            raise ConfigError(f"model.num_layers must be 18, 34 or 50, got {self.model.num_layers}")
-        if not 0 < self.model.min_depth < self.model.max_depth:
-            raise ConfigError("model.min_depth must be positive and below model.max_depth")
-        if self.optim.batch_size < 1 or self.optim.lr <= 0:
-            raise ConfigError("optim.batch_size must be >= 1 and optim.lr > 0")
-        if not set(self.loss.scales) <= {0, 1, 2, 3}:
-            raise ConfigError(f"loss.scales must be a subset of [0, 1, 2, 3], got {self.loss.scales}")
+        if not self.model.min_depth < self.model.max_depth:
+            raise ConfigError(f"model.min_depth ({self.model.min_depth}) must be below model.max_depth "
+                              f"({self.model.max_depth})")
+        if not self.run.eval_min_depth < self.run.eval_max_depth:
+            raise ConfigError(f"run.eval_min_depth ({self.run.eval_min_depth}) must be below run.eval_max_depth "
+                              f"({self.run.eval_max_depth})")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _check_declared_limits(instance: Any, prefix: str = "") -> None:
+    """Check every field against the ``range`` or ``choices`` in its metadata (list fields: each item)."""
+    for spec in dataclasses.fields(instance):
+        value = getattr(instance, spec.name)
+        name = f"{prefix}{spec.name}"
+        if dataclasses.is_dataclass(value):
+            _check_declared_limits(value, f"{name}.")
+            continue
+        allowed = spec.metadata.get("range")
+        choices = spec.metadata.get("choices")
+        for item in value if isinstance(value, list) else [value]:
+            if allowed is not None and item not in allowed:
+                raise ConfigError(f"config value {name} must be {allowed}, got {value!r}")
+            if choices is not None and item not in choices:
+                raise ConfigError(f"config value {name} must be one of {list(choices)}, got {value!r}")
+
+
+def _all_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every dotted key of the config tree, sections included (``optim``, ``optim.lr``, ...)."""
+    keys = []
+    for spec in dataclasses.fields(cls):
+        keys.append(f"{prefix}{spec.name}")
+        section = typing.get_type_hints(cls)[spec.name]
+        if dataclasses.is_dataclass(section):
+            keys += _all_keys(section, f"{prefix}{spec.name}.")
+    return keys
+
+
+def _unknown_key_error(full: str, known_here: set[str]) -> ConfigError:
+    close = difflib.get_close_matches(full, _all_keys(ExperimentConfig), n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?" if close else f"known here: {', '.join(sorted(known_here))}"
+    return ConfigError(f"unknown config key '{full}'; {hint}")
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -246,7 +307,7 @@ def _merge(instance: Any, updates: dict[str, Any], prefix: str = "") -> Any:
     for key, value in updates.items():
         full = f"{prefix}{key}"
         if key not in names:
-            raise ConfigError(f"unknown config key '{full}' (known: {', '.join(sorted(names))})")
+            raise _unknown_key_error(full, names)
         current = getattr(instance, key)
         if dataclasses.is_dataclass(current):
             changes[key] = _merge(current, value, f"{full}.")

@@ -130,7 +130,20 @@ def test_cli_reports_bad_config(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("optim:\n  lrr: 1\n")
     result = subprocess.run(_cli("--config", str(bad)), cwd=REPO_ROOT, capture_output=True, text=True)
-    assert result.returncode == 2 and "unknown config key 'optim.lrr'" in result.stderr
+    assert result.returncode == 2 and "unknown config key 'optim.lrr'; did you mean 'optim.lr'?" in result.stderr
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("run.checkpoint_every=0", "error: config value run.checkpoint_every must be >= 1, got 0\n"),
+    ("run.checkpoint_evry=5",
+     "error: unknown config key 'run.checkpoint_evry'; did you mean 'run.checkpoint_every'?\n"),
+])
+def test_cli_rejects_bad_override_in_one_line(tmp_path, override, message):
+    config = _write_config(tmp_path, tmp_path, tmp_path / "run")
+    result = subprocess.run(_cli("--config", str(config), "--set", override), cwd=REPO_ROOT, capture_output=True,
+                            text=True)
+    assert result.returncode == 2 and result.stderr == message
+    assert not (tmp_path / "run").exists()
 
 
 def _free_port() -> int:
