@@ -11,6 +11,8 @@ import logging
 import math
 import os
 import random
+import signal
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -23,11 +25,35 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from .checkpoint import LAST_CHECKPOINT, capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
+from .checkpoint import (
+    EPOCH_CHECKPOINT,
+    LAST_CHECKPOINT,
+    PREVIOUS_CHECKPOINT,
+    capture_rng_state,
+    fallback_checkpoints,
+    load_checkpoint,
+    remove_stale_temporaries,
+    restore_rng_state,
+    save_atomic,
+    save_keeping_previous,
+)
 from .config import ExperimentConfig, config_from_dict, save_config
 from .sampler import ResumableSampler
 
 log = logging.getLogger(__name__)
+
+TRAINER_CHECKPOINT = "a trainer checkpoint of python -m priordepth_core.train"
+# Signals that end training after the current step, with a checkpoint to resume from.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class TrainingStopped(Exception):
+    """Training ended early on SIGINT/SIGTERM after saving a checkpoint that ``--resume`` continues."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path):
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; the run is saved in {checkpoint}: "
+                         f"continue it with --resume")
 
 
 def seed_everything(seed: int) -> None:
@@ -75,6 +101,14 @@ class DistributedContext:
         if self.enabled:
             dist.barrier()
 
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on any (so that all ranks stop at the same step)."""
+        if not self.enabled:
+            return flag
+        tensor = torch.tensor([int(flag)])
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return bool(tensor.item())
+
     def mean(self, value: float) -> float:
         if not self.enabled:
             return value
@@ -119,8 +153,13 @@ class Trainer:
         if checkpoint_path.exists() and not resume:
             raise FileExistsError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another "
                                   f"run.out_dir")
-        if resume and not checkpoint_path.exists():
+        if resume and not checkpoint_path.exists() and not fallback_checkpoints(self.out_dir):
             raise FileNotFoundError(f"--resume given but {checkpoint_path} does not exist")
+        if self.dist.is_main:
+            stale = remove_stale_temporaries(self.out_dir)
+            if stale:
+                log.warning("removed %d stale temporary checkpoint file(s) left in %s by an interrupted save: %s",
+                            len(stale), self.out_dir, ", ".join(p.name for p in stale))
 
         if train_set is None:
             train_set, built_test = build_datasets(config.data, seed=config.run.seed)
@@ -152,6 +191,7 @@ class Trainer:
         self.failed_pose_pairs = 0
         self.total_pose_pairs = 0
         self.history: list[dict[str, float]] = []
+        self._stop_signal: int | None = None
         if resume:
             self._load(checkpoint_path)
         self.writer = SummaryWriter(str(self.out_dir / "tensorboard")) if self.dist.is_main else None
@@ -180,11 +220,41 @@ class Trainer:
         if not self.dist.is_main:
             return None
         path = self.out_dir / name
-        save_atomic(self._state(), path)
+        if name == LAST_CHECKPOINT:
+            save_keeping_previous(self._state(), path, self.out_dir / PREVIOUS_CHECKPOINT)
+        else:
+            save_atomic(self._state(), path)
         return path
 
+    def _read_resume_state(self, path: Path) -> tuple[Path, dict[str, Any]]:
+        """``path``'s state, or, when it is missing or unreadable, that of the newest intact fallback checkpoint.
+
+        The unreadable file is kept beside the run as ``last.pt.damaged`` so that the next save cannot turn it into
+        ``previous.pt``.
+        """
+        try:
+            return path, load_checkpoint(path, map_location=self.device, expected=TRAINER_CHECKPOINT)
+        except (FileNotFoundError, ValueError) as exc:
+            problem = str(exc)
+        for candidate in fallback_checkpoints(self.out_dir):
+            try:
+                state = load_checkpoint(candidate, map_location=self.device, expected=TRAINER_CHECKPOINT)
+            except ValueError as exc:
+                log.warning("cannot resume from %s either: %s", candidate, exc)
+                continue
+            kept = ""
+            if self.dist.is_main and path.exists():
+                damaged = path.with_name(f"{path.name}.damaged")
+                os.replace(path, damaged)
+                kept = f"; the unreadable file is kept as {damaged}"
+            log.warning("%s; resuming from %s (step %s), the newest intact checkpoint%s", problem, candidate,
+                        state.get("step", "?"), kept)
+            return candidate, state
+        raise ValueError(f"{problem}; no intact {PREVIOUS_CHECKPOINT} or epoch_*.pt in {self.out_dir} to fall back "
+                         f"to: start again in another run.out_dir")
+
     def _load(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location=self.device)
+        path, state = self._read_resume_state(path)
         saved = config_from_dict(state["config"])
         if saved.model != self.config.model or saved.pose.source != self.config.pose.source:
             raise ValueError(f"{path} was trained with a different model or pose source; it cannot be resumed "
@@ -251,6 +321,7 @@ class Trainer:
         progress = tqdm(total=max_steps, initial=self.step, desc=self.config.name, disable=not self.dist.is_main,
                         dynamic_ncols=True)
         running: dict[str, list[float]] = defaultdict(list)
+        previous_handlers = self._catch_stop_signals()
         try:
             while self.step < max_steps:
                 for group in self.optimizer.param_groups:
@@ -272,6 +343,8 @@ class Trainer:
                         self._log_images()
                     if self.step % self.config.run.checkpoint_every == 0:
                         self.save_checkpoint()
+                    if self.dist.any(self._stop_signal is not None):
+                        self._stop()
                     if self.step >= max_steps:
                         break
                 else:
@@ -281,10 +354,37 @@ class Trainer:
             if self.sample_in_epoch:  # stopped by max_steps mid-epoch
                 self._end_epoch(partial=True)
         finally:
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
             progress.close()
             if self.writer is not None:
                 self.writer.flush()
         return self.history
+
+    def _catch_stop_signals(self) -> dict[int, Any]:
+        """Turn SIGINT/SIGTERM into a stop after the current step (main thread only); returns the old handlers.
+
+        Stopping between steps means no checkpoint write is ever cut short. A second signal gets the old handler,
+        so a run that will not stop can still be interrupted at once.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        # getsignal gives None for a handler installed outside Python; the default action stands in for it.
+        previous = {signum: signal.getsignal(signum) or signal.SIG_DFL for signum in STOP_SIGNALS}
+
+        def request_stop(signum: int, frame: Any) -> None:
+            self._stop_signal = signum
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, request_stop)
+        return previous
+
+    def _stop(self) -> None:
+        path = self.save_checkpoint()
+        self.dist.barrier()
+        raise TrainingStopped(self._stop_signal or signal.SIGTERM, self.step, path or self.out_dir / LAST_CHECKPOINT)
 
     def _end_epoch(self, partial: bool = False) -> None:
         record: dict[str, float] = {"epoch": float(self.epoch), "step": float(self.step)}
@@ -300,7 +400,7 @@ class Trainer:
             self.sample_in_epoch = 0
         self.save_checkpoint()
         if not partial and self.dist.is_main:
-            self.save_checkpoint(f"epoch_{self.epoch:03d}.pt")
+            self.save_checkpoint(EPOCH_CHECKPOINT.format(epoch=self.epoch))
         self.dist.barrier()
 
     @torch.no_grad()

@@ -164,3 +164,86 @@ def test_distributed_data_parallel_two_cpu_processes(plane_sequence, tmp_path):
     state = load_checkpoint(out / "last.pt")
     assert state["step"] == 3
     assert all(torch.isfinite(v).all() for v in _parameters(state["model"]).values())
+
+
+def _assert_clean_output(text: str) -> None:
+    assert "Traceback" not in text and "weights_only=False" not in text
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_cli_stop_signal_saves_a_resumable_run(plane_sequence, tmp_path, signum):
+    """SIGTERM/SIGINT end training after the current step: a checkpoint of that step, no temporary file, exit 128+N."""
+    out = tmp_path / "stopped"
+    config = _write_config(tmp_path, plane_sequence, out, ["  checkpoint_every: 2", "  eval_each_epoch: false"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(_cli("--config", str(config), "--set", "optim.max_steps=1000"), cwd=REPO_ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (out / "last.pt").exists():
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, "no checkpoint within the time limit"
+        time.sleep(0.2)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum
+    stopped_at = load_checkpoint(out / "last.pt")["step"]
+    assert f"stopped by {signal.Signals(signum).name} at step {stopped_at}" in stderr and "--resume" in stderr
+    _assert_clean_output(stderr)
+    assert not list(out.glob(".*.tmp"))
+
+    resumed = subprocess.run(_cli("--config", str(config), "--resume", "--set", f"optim.max_steps={stopped_at + 1}"),
+                             cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert load_checkpoint(out / "last.pt")["step"] == stopped_at + 1
+
+
+def test_start_removes_only_its_own_stale_temporary_files(plane_sequence, tmp_path, caplog):
+    trainer = _trainer(plane_sequence, tmp_path / "run", ["optim.max_steps=1", "run.eval_each_epoch=false"])
+    trainer.fit()
+    trainer.close()
+    stale = [".last.pt.k3j_x9q1.tmp", ".epoch_001.pt.abc123.tmp", ".previous.pt.zz_9.tmp"]
+    foreign = [".notes.tmp", "last.pt.tmp", ".mine.pt.abc123.tmp", "keep.tmp"]
+    for name in stale + foreign:
+        (tmp_path / "run" / name).write_bytes(b"partial")
+    with caplog.at_level("WARNING"):
+        _trainer(plane_sequence, tmp_path / "run", ["optim.max_steps=1"], resume=True).close()
+    assert not [name for name in stale if (tmp_path / "run" / name).exists()]
+    assert all((tmp_path / "run" / name).exists() for name in foreign)
+    assert "removed 3 stale temporary checkpoint file(s)" in caplog.text and ".last.pt.k3j_x9q1.tmp" in caplog.text
+
+
+def test_resume_falls_back_to_previous_when_last_is_truncated(plane_sequence, tmp_path):
+    """A truncated last.pt: --resume says so, continues the newest intact checkpoint, and keeps the broken file."""
+    out = tmp_path / "run"
+    config = _write_config(tmp_path, plane_sequence, out, ["  checkpoint_every: 2", "  eval_each_epoch: false"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(_cli("--config", str(config), "--set", "optim.max_steps=2"), cwd=REPO_ROOT, env=env, check=True,
+                   capture_output=True)
+    previous_step = load_checkpoint(out / "last.pt")["step"]
+    subprocess.run(_cli("--config", str(config), "--resume", "--set", "optim.max_steps=3"), cwd=REPO_ROOT, env=env,
+                   check=True, capture_output=True)
+    assert load_checkpoint(out / "previous.pt")["step"] == previous_step
+    data = (out / "last.pt").read_bytes()
+    (out / "last.pt").write_bytes(data[: len(data) // 2])
+
+    result = subprocess.run(_cli("--config", str(config), "--resume", "--set", "optim.max_steps=4"), cwd=REPO_ROOT,
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "last.pt is truncated or damaged" in result.stderr
+    assert f"resuming from {out / 'previous.pt'} (step {previous_step})" in result.stderr
+    _assert_clean_output(result.stderr)
+    assert (out / "last.pt.damaged").read_bytes() == data[: len(data) // 2]
+    assert load_checkpoint(out / "last.pt")["step"] == 4
+
+
+def test_resume_of_random_bytes_names_the_problem(plane_sequence, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.pt").write_bytes(os.urandom(4096))
+    config = _write_config(tmp_path, plane_sequence, out)
+    result = subprocess.run(_cli("--config", str(config), "--resume"), cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "last.pt is not a PriorDepth checkpoint or model: it is not a file written by torch.save" in result.stderr
+    assert "no intact previous.pt or epoch_*.pt" in result.stderr
+    _assert_clean_output(result.stderr)
+    assert (out / "last.pt").stat().st_size == 4096
