@@ -7,6 +7,8 @@ import argparse
 import numpy as np
 import torch
 
+from ..inference.model_file import EXPECTED_MODEL_FILE, build_depth_net, load_depth_net
+from ..train.config import ExperimentConfig, apply_overrides, config_from_dict
 from .depth_eval import predict_depths
 from .depth_metrics import DEPTH_METRIC_NAMES, aggregate_depth_metrics, compute_depth_metrics
 
@@ -15,7 +17,8 @@ BASELINES = ("constant", "untrained")
 
 def add_depth_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("depth", help="depth metrics of a checkpoint or baseline on a test split")
-    parser.add_argument("--checkpoint", required=True, help="trainer checkpoint (its config names model and data)")
+    parser.add_argument("--checkpoint", required=True,
+                        help=f"{EXPECTED_MODEL_FILE}; the training config it records names the data")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override the checkpoint's config, e.g. --set data.suite=handheld")
     parser.add_argument("--split", default="test", choices=["train", "test"])
@@ -31,24 +34,20 @@ def add_depth_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def load_depth_model(checkpoint: str, overrides: list[str], device: str, untrained: bool = False):
-    """(config, DepthNet) from a trainer checkpoint; ``untrained`` keeps the seeded initial weights."""
-    from ..models import DepthNet
-    from ..train.checkpoint import load_checkpoint
-    from ..train.config import apply_overrides, config_from_dict
+    """(config, DepthNet) from a packed model or a trainer checkpoint; ``untrained`` keeps the seeded initial weights.
 
-    state = load_checkpoint(checkpoint, map_location=device)
-    config = apply_overrides(config_from_dict(state["config"]), overrides)
+    The config is the training config the file records (a packed model made from a trainer checkpoint keeps it in
+    its provenance), otherwise the defaults at the model's input size; ``overrides`` apply on top (e.g. the data).
+    """
+    depth_net, depth_config, input_size, model_file = load_depth_net(checkpoint)
+    training = model_file.training_config
+    config = config_from_dict(training) if training is not None else ExperimentConfig()
+    config.data.height, config.data.width = input_size
+    config = apply_overrides(config, overrides)
     config.validate()
-    mc = config.model
-    torch.manual_seed(config.run.seed)
-    depth_net = DepthNet(num_layers=mc.num_layers, lite=mc.lite, min_depth=mc.min_depth, max_depth=mc.max_depth)
-    if not untrained:
-        prefix = "depth_net."
-        weights = {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
-        depth_net.load_state_dict(weights, strict=False)
-        missing = set(depth_net.state_dict()) - set(weights)
-        if missing:
-            raise ValueError(f"{checkpoint} lacks DepthNet weights: {sorted(missing)[:5]} ...")
+    if untrained:
+        torch.manual_seed(config.run.seed)
+        depth_net = build_depth_net(depth_config)
     return config, depth_net.to(device).eval()
 
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..inference.model_file import TRAINER_CHECKPOINT, read_model_file
+from ..train.config import apply_overrides, config_from_dict, load_config
+from ..train.model import DepthPoseModel
+
 
 def add_trajectory_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("trajectory", help="frame-to-frame odometry of a checkpoint or the ORB baseline")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="trainer checkpoint: its config names the model, pose source and data")
+    source.add_argument("--checkpoint", help="trainer checkpoint (runs/<name>/last.pt): its config names the model, "
+                                             "pose source and data (a packed model has no pose source)")
     source.add_argument("--orb", action="store_true",
                         help="classical baseline: ORB + OpenCV 5-point RANSAC + recoverPose, scale from GT")
     parser.add_argument("--config", help="with --orb: the experiment YAML naming the data (e.g. a suite)")
@@ -24,11 +29,12 @@ def add_trajectory_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _load_model(checkpoint: str, overrides: list[str], device: str):
-    from ..train.checkpoint import load_checkpoint
-    from ..train.config import apply_overrides, config_from_dict
-    from ..train.model import DepthPoseModel
-
-    state = load_checkpoint(checkpoint, map_location=device)
+    model_file = read_model_file(checkpoint)
+    if model_file.kind != TRAINER_CHECKPOINT:
+        raise ValueError(f"{checkpoint} is a {model_file.kind}; evaluate trajectory needs a trainer checkpoint "
+                         f"(runs/<name>/last.pt), which names the trained pose source and holds its networks "
+                         f"(a packed model runs with: python -m priordepth_core.infer --checkpoint {checkpoint})")
+    state = model_file.state
     config = apply_overrides(config_from_dict(state["config"]), overrides)
     # The checkpoint holds the trained KeypointNet: no init file is read, and freezing only matters in training.
     config.model.keypoint_init = ""
@@ -42,7 +48,6 @@ def _load_model(checkpoint: str, overrides: list[str], device: str):
 
 def run_trajectory(args: argparse.Namespace) -> int:
     from ..data.trajectory_io import write_tum_trajectory
-    from ..train.config import load_config
     from ..train.datasets import build_split
     from .__main__ import _write_json, print_table
     from .trajectory_eval import evaluate_trajectories, mean_metrics, orb_relative_poses, trained_relative_poses

@@ -9,6 +9,8 @@ Three kinds of file are understood (all read with ``torch.load(weights_only=True
   ``config``; its KeypointNet is used when the run had one (pose sources ``pnp``/``essential`` or a keypoint loss);
 - a KeypointNet checkpoint (``python -m priordepth_core.train.keypoints``), only as the separate keypoint source
   for a trainer checkpoint without a KeypointNet (a PoseNet run).
+
+:func:`read_model_file` tells them apart; every command that takes a model file reads it through this module.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 
 from ..models import DepthNet, KeypointNet
 from ..train.checkpoint import load_checkpoint, save_atomic
+from ..train.config import config_from_dict
 
 INFERENCE_MODEL_FORMAT = "priordepth-inference-model"
 INFERENCE_MODEL_VERSION = 1
@@ -33,6 +36,12 @@ DEFAULT_MODEL_NAME = "priordepth_lite.pt"
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 # The packaged model must stay small enough to ship inside the pip package.
 MAX_PACKAGED_BYTES = 15 * 1024 * 1024
+
+PACKED_MODEL = "packed inference model"
+TRAINER_CHECKPOINT = "trainer checkpoint"
+KEYPOINT_CHECKPOINT = "KeypointNet checkpoint"
+EXPECTED_MODEL_FILE = ("a packed inference model (python -m priordepth_core.inference.pack; e.g. "
+                       "priordepth_core/assets/priordepth_lite.pt) or a trainer checkpoint (runs/<name>/last.pt)")
 
 
 def default_checkpoint_path() -> Path:
@@ -73,7 +82,61 @@ class InferenceModel:
         return digest.hexdigest()
 
 
-def _build_depth_net(config: dict[str, Any]) -> DepthNet:
+@dataclass
+class ModelFile:
+    """A model file read safely and classified.
+
+    Attributes:
+        path: where it was read from.
+        kind: ``PACKED_MODEL``, ``TRAINER_CHECKPOINT`` or ``KEYPOINT_CHECKPOINT``.
+        state: its contents (on the CPU).
+    """
+
+    path: Path
+    kind: str
+    state: dict[str, Any]
+
+    @property
+    def training_config(self) -> dict[str, Any] | None:
+        """The ``ExperimentConfig`` dict of the run behind the weights, when the file records it."""
+        if self.kind == TRAINER_CHECKPOINT:
+            return self.state["config"]
+        if self.kind == PACKED_MODEL:
+            return self.state.get("provenance", {}).get("training_config")
+        return None
+
+
+def _kind(state: dict[str, Any]) -> str | None:
+    if state.get("format") == INFERENCE_MODEL_FORMAT:
+        return PACKED_MODEL
+    config = state.get("config")
+    if "model" in state and isinstance(config, dict):
+        if "data" in config:
+            return TRAINER_CHECKPOINT
+        if "descriptor_dim" in config:
+            return KEYPOINT_CHECKPOINT
+    return None
+
+
+def read_model_file(path: str | Path) -> ModelFile:
+    """Read ``path`` with ``torch.load(weights_only=True)`` and tell which kind of PriorDepth file it is.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is unreadable or not a PriorDepth checkpoint or model; the message says what is expected.
+    """
+    path = Path(path)
+    state = load_checkpoint(path, map_location="cpu", expected=EXPECTED_MODEL_FILE)
+    kind = _kind(state) if isinstance(state, dict) else None
+    if kind is None:
+        contents = f"keys {sorted(state)[:8]}" if isinstance(state, dict) else f"a {type(state).__name__}"
+        raise ValueError(f"{path} is not a PriorDepth checkpoint or model (it holds {contents}); "
+                         f"expected {EXPECTED_MODEL_FILE}")
+    return ModelFile(path, kind, state)
+
+
+def build_depth_net(config: dict[str, Any]) -> DepthNet:
+    """The inference DepthNet (finest scale only) from its constructor arguments (``depth_config``)."""
     return DepthNet(num_layers=int(config["num_layers"]), lite=bool(config["lite"]),
                     min_depth=float(config["min_depth"]), max_depth=float(config["max_depth"]), scales=(0,))
 
@@ -103,30 +166,21 @@ def _submodule_state(model_state: dict[str, torch.Tensor], prefix: str) -> dict[
     return {k[len(prefix):]: v for k, v in model_state.items() if k.startswith(prefix)}
 
 
-def _read(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    path = Path(path)
-    state = load_checkpoint(path, map_location="cpu")
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} is not a PriorDepth checkpoint (got a {type(state).__name__})")
-    return path, state
-
-
 def _keypoint_net_from_file(path: str | Path) -> tuple[KeypointNet, dict[str, Any], dict[str, Any]]:
     """A KeypointNet from a keypoint checkpoint, a trainer checkpoint holding one, or a packaged model."""
-    path, state = _read(path)
-    if state.get("format") == INFERENCE_MODEL_FORMAT:
+    model_file = read_model_file(path)
+    path, state = model_file.path, model_file.state
+    if model_file.kind == PACKED_MODEL:
         config, weights = state["keypoint_config"], state["keypoint_net"]
         provenance = {"keypoint_source": str(path)}
-    elif "model" in state and "config" in state and "data" in state["config"]:
+    elif model_file.kind == TRAINER_CHECKPOINT:
         config, weights, provenance = _trainer_keypoint_net(path, state)
-    elif "model" in state and isinstance(state.get("config"), dict) and "descriptor_dim" in state["config"]:
+    else:
         config = {"descriptor_dim": int(state["config"]["descriptor_dim"]), "lite": bool(state["config"]["lite"]),
                   "upsample_descriptors": bool(state["config"].get("upsample_descriptors", True))}
         weights = state["model"]
         provenance = {"keypoint_source": str(path), "keypoint_training": _jsonable(state["config"]),
                       "keypoint_step": int(state.get("step", -1))}
-    else:
-        raise ValueError(f"{path} holds no KeypointNet (expected a keypoint, trainer or packaged checkpoint)")
     net = _build_keypoint_net(config)
     _load_into(net, weights, "KeypointNet", path)
     return net, dict(config), provenance
@@ -147,6 +201,45 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _depth_net_of(model_file: ModelFile) -> tuple[DepthNet, dict[str, Any], tuple[int, int]]:
+    """(DepthNet, its constructor arguments, training input size) from a packed model or a trainer checkpoint."""
+    path, state = model_file.path, model_file.state
+    if model_file.kind == PACKED_MODEL:
+        if int(state.get("version", 0)) > INFERENCE_MODEL_VERSION:
+            raise ValueError(f"{path}: inference model version {state['version']} is newer than this code "
+                             f"understands ({INFERENCE_MODEL_VERSION})")
+        depth_config = dict(state["depth_config"])
+        weights = state["depth_net"]
+        input_size = tuple(int(v) for v in state["input_size"])
+    elif model_file.kind == TRAINER_CHECKPOINT:
+        config = config_from_dict(state["config"])
+        depth_config = {"num_layers": config.model.num_layers, "lite": config.model.lite,
+                        "min_depth": config.model.min_depth, "max_depth": config.model.max_depth}
+        weights = _submodule_state(state["model"], "depth_net.")
+        input_size = (config.data.height, config.data.width)
+    else:
+        raise ValueError(f"{path} is a {model_file.kind} and holds no DepthNet; expected {EXPECTED_MODEL_FILE}")
+    depth_net = build_depth_net(depth_config)
+    _load_into(depth_net, weights, "DepthNet", path)
+    return depth_net, depth_config, input_size
+
+
+def load_depth_net(path: str | Path) -> tuple[DepthNet, dict[str, Any], tuple[int, int], ModelFile]:
+    """The DepthNet alone (eval mode, CPU) from a packed model or a trainer checkpoint (PoseNet runs included).
+
+    Returns:
+        the network, its constructor arguments, the training input size ``(H, W)`` and the file read (for its
+        ``training_config``).
+
+    Raises:
+        FileNotFoundError: ``path`` is missing.
+        ValueError: ``path`` is not a packed model or trainer checkpoint, or its weights do not fit.
+    """
+    model_file = read_model_file(path)
+    depth_net, depth_config, input_size = _depth_net_of(model_file)
+    return depth_net.eval(), depth_config, input_size, model_file
+
+
 def load_inference_model(path: str | Path, keypoint_path: str | Path | None = None) -> InferenceModel:
     """Read the inference networks from a packaged model or a trainer checkpoint.
 
@@ -162,31 +255,19 @@ def load_inference_model(path: str | Path, keypoint_path: str | Path | None = No
         FileNotFoundError: a file is missing.
         ValueError: a file is not a checkpoint of the expected kind, or its weights do not fit.
     """
-    path, state = _read(path)
+    model_file = read_model_file(path)
+    path, state = model_file.path, model_file.state
+    depth_net, depth_config, input_size = _depth_net_of(model_file)
     keypoint_net = keypoint_config = None
     provenance: dict[str, Any]
-    if state.get("format") == INFERENCE_MODEL_FORMAT:
-        if int(state.get("version", 0)) > INFERENCE_MODEL_VERSION:
-            raise ValueError(f"{path}: inference model version {state['version']} is newer than this code "
-                             f"understands ({INFERENCE_MODEL_VERSION})")
-        depth_config = dict(state["depth_config"])
-        depth_net = _build_depth_net(depth_config)
-        _load_into(depth_net, state["depth_net"], "DepthNet", path)
-        input_size = tuple(int(v) for v in state["input_size"])
+    if model_file.kind == PACKED_MODEL:
         provenance = dict(state.get("provenance", {}))
         if keypoint_path is None:
             keypoint_config = dict(state["keypoint_config"])
             keypoint_net = _build_keypoint_net(keypoint_config)
             _load_into(keypoint_net, state["keypoint_net"], "KeypointNet", path)
-    elif "model" in state and isinstance(state.get("config"), dict) and "data" in state["config"]:
-        from ..train.config import config_from_dict
-
+    else:
         config = config_from_dict(state["config"])
-        depth_config = {"num_layers": config.model.num_layers, "lite": config.model.lite,
-                        "min_depth": config.model.min_depth, "max_depth": config.model.max_depth}
-        depth_net = _build_depth_net(depth_config)
-        _load_into(depth_net, _submodule_state(state["model"], "depth_net."), "DepthNet", path)
-        input_size = (config.data.height, config.data.width)
         provenance = {"source_checkpoint": str(path), "run_name": config.name, "pose_source": config.pose.source,
                       "step": int(state.get("step", -1)), "epoch": int(state.get("epoch", -1)),
                       "training_config": _jsonable(state["config"])}
@@ -198,9 +279,6 @@ def load_inference_model(path: str | Path, keypoint_path: str | Path | None = No
             keypoint_net = _build_keypoint_net(keypoint_config)
             _load_into(keypoint_net, weights, "KeypointNet", path)
             provenance.update(kp_provenance)
-    else:
-        raise ValueError(f"{path} is neither a packaged inference model nor a trainer checkpoint "
-                         f"(keys: {sorted(state)[:8]})")
     if keypoint_path is not None:
         keypoint_net, keypoint_config, kp_provenance = _keypoint_net_from_file(keypoint_path)
         provenance.update(kp_provenance)
@@ -227,7 +305,7 @@ def untrained_inference_model(input_size: tuple[int, int], descriptor_dim: int =
     torch.manual_seed(seed)
     depth_config = {"num_layers": 18, "lite": True, "min_depth": min_depth, "max_depth": max_depth}
     keypoint_config = {"descriptor_dim": descriptor_dim, "lite": True, "upsample_descriptors": True}
-    return InferenceModel(_build_depth_net(depth_config).eval(), _build_keypoint_net(keypoint_config).eval(),
+    return InferenceModel(build_depth_net(depth_config).eval(), _build_keypoint_net(keypoint_config).eval(),
                           tuple(input_size), depth_config, keypoint_config,
                           {"note": f"untrained (random initialisation, seed {seed})"}, "untrained")
 

@@ -7,9 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from priordepth_core.evaluate.__main__ import main
 from priordepth_core.evaluate.pose_cli import associate
+from priordepth_core.inference.model_file import (
+    InferenceModel,
+    load_depth_net,
+    save_inference_model,
+    untrained_inference_model,
+)
+from priordepth_core.train.checkpoint import load_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAJECTORIES = REPO_ROOT.parent / "shared" / "data" / "trajectories"
@@ -74,3 +82,74 @@ def test_help_runs_as_a_module():
     result = subprocess.run([sys.executable, "-m", "priordepth_core.evaluate", "--help"], cwd=REPO_ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0 and "depth" in result.stdout and "pose" in result.stdout
+
+
+def _pack_depth_net(checkpoint: Path, out: Path, provenance: dict) -> Path:
+    """A packed (fp16) model holding the DepthNet of ``checkpoint`` and an untrained KeypointNet."""
+    depth_net, depth_config, input_size, _ = load_depth_net(checkpoint)
+    keypoints = untrained_inference_model(input_size, descriptor_dim=16)
+    save_inference_model(InferenceModel(depth_net, keypoints.keypoint_net, input_size, depth_config,
+                                        keypoints.keypoint_config, provenance), out)
+    return out
+
+
+def test_depth_cli_accepts_a_packed_model(plane_sequence_checkpoint, tmp_path):
+    """A packed model scores like the trainer checkpoint it came from (fp16 weights); its data config comes from
+    the training config in its provenance, or from --set when it has none."""
+    training_config = load_checkpoint(plane_sequence_checkpoint)["config"]
+    packed = _pack_depth_net(plane_sequence_checkpoint, tmp_path / "packed.pt", {"training_config": training_config})
+    bare = _pack_depth_net(plane_sequence_checkpoint, tmp_path / "bare.pt", {})
+    data = training_config["data"]
+    results = {}
+    for name, checkpoint, extra in (("trainer", plane_sequence_checkpoint, []), ("packed", packed, []),
+                                    ("bare", bare, ["--set", "data.kind=tum", "--set", f"data.path={data['path']}"])):
+        out = tmp_path / f"{name}.json"
+        assert main(["depth", "--checkpoint", str(checkpoint), "--split", "train", "--max-depth", "20", "--json",
+                     str(out), *extra]) == 0
+        results[name] = json.loads(out.read_text())["metrics"]
+    for name in ("packed", "bare"):
+        assert results[name]["num_images"] == results["trainer"]["num_images"] == 10
+        assert results[name]["abs_rel"] == pytest.approx(results["trainer"]["abs_rel"], rel=1e-2, abs=1e-4)
+
+
+class _NotPriorDepth:
+    pass
+
+
+def _bad_model_files(tmp_path: Path, plane_sequence_checkpoint: Path) -> dict[str, tuple[Path, str]]:
+    """name -> (file, what the error must say)."""
+    random_bytes = tmp_path / "random.pt"
+    random_bytes.write_bytes(np.random.default_rng(0).bytes(4096))
+    truncated = tmp_path / "truncated.pt"
+    data = plane_sequence_checkpoint.read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"thing": _NotPriorDepth()}, foreign)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    return {
+        "random": (random_bytes, "is not a PriorDepth checkpoint or model: it is not a file written by torch.save"),
+        "truncated": (truncated, "is truncated or damaged"),
+        "empty": (empty, "is empty (0 bytes)"),
+        "foreign": (foreign, "holds Python objects besides tensors and plain values"),
+        "other": (other, "is not a PriorDepth checkpoint or model (it holds keys ['weights'])"),
+    }
+
+
+@pytest.mark.parametrize("command", ["depth", "trajectory"])
+def test_cli_explains_unusable_checkpoints(plane_sequence_checkpoint, tmp_path, command):
+    for name, (path, message) in _bad_model_files(tmp_path, plane_sequence_checkpoint).items():
+        result = subprocess.run([sys.executable, "-m", "priordepth_core.evaluate", command, "--checkpoint", str(path)],
+                                cwd=REPO_ROOT, capture_output=True, text=True)
+        assert result.returncode == 2, (name, result.stderr[-2000:])
+        assert message in result.stderr and "expected a packed inference model" in result.stderr, name
+        assert "Traceback" not in result.stderr and "weights_only=False" not in result.stderr, name
+        assert len(result.stderr.strip().splitlines()) == 1, name
+
+
+def test_trajectory_cli_says_it_needs_a_trainer_checkpoint(plane_sequence_checkpoint, tmp_path, capsys):
+    packed = _pack_depth_net(plane_sequence_checkpoint, tmp_path / "packed.pt", {})
+    assert main(["trajectory", "--checkpoint", str(packed)]) == 2
+    assert "is a packed inference model; evaluate trajectory needs a trainer checkpoint" in capsys.readouterr().err
