@@ -4,6 +4,10 @@ the errors of unusable inputs."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +15,9 @@ import torch
 from priordepth_core.inference import default_checkpoint_path, load_inference_model
 from priordepth_core.inference.model_file import INFERENCE_MODEL_FORMAT, MAX_PACKAGED_BYTES
 from priordepth_core.inference.pack import main as pack_main
+from priordepth_core.models import KeypointNet
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_pipeline_shipped_model_is_small_safe_and_documented():
@@ -85,8 +92,6 @@ def test_pipeline_pack_posenet_checkpoint_needs_keypoints(tmp_path, capsys):
     assert "holds no KeypointNet" in capsys.readouterr().err
     assert not out.exists()
     # With a KeypointNet checkpoint (train.keypoints format) it packs.
-    from priordepth_core.models import KeypointNet
-
     keypoints = tmp_path / "kp.pt"
     torch.save({"model": KeypointNet(descriptor_dim=24, lite=True).state_dict(),
                 "config": {"descriptor_dim": 24, "lite": True, "upsample_descriptors": True}, "step": 3}, keypoints)
@@ -119,3 +124,34 @@ def test_pipeline_pack_rejects_bad_inputs(tmp_path, capsys):
         big.depth_net.register_buffer("padding", torch.zeros(8 * 2**20))  # 16 MiB more in fp16
         save_inference_model(big, out)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["pack", "export", "infer"])
+def test_model_commands_explain_a_file_that_is_not_a_model(tum_plane_sequence, tmp_path, command):
+    """Random bytes or a truncated packed model: exit 1, what is wrong and what is expected, no torch advice."""
+    random_bytes = tmp_path / "random.pt"
+    random_bytes.write_bytes(os.urandom(4096))
+    truncated = tmp_path / "truncated.pt"
+    shipped = default_checkpoint_path().read_bytes()
+    truncated.write_bytes(shipped[: len(shipped) // 2])
+    arguments = {"pack": ["--out", str(tmp_path / "out.pt")],
+                 "export": ["--format", "onnx", "--out", str(tmp_path / "out.onnx")],
+                 "infer": ["--input", str(tum_plane_sequence), "--out", str(tmp_path / "out"), "--no-progress"]}
+    module = {"pack": "priordepth_core.inference.pack", "export": "priordepth_core.export",
+              "infer": "priordepth_core.infer"}[command]
+    for path, message in ((random_bytes, "is not a PriorDepth checkpoint or model: it is not a file written by "
+                                         "torch.save"), (truncated, "is truncated or damaged")):
+        result = subprocess.run([sys.executable, "-m", module, "--checkpoint", str(path), *arguments[command]],
+                                cwd=REPO_ROOT, capture_output=True, text=True)
+        assert result.returncode == 1, result.stderr[-2000:]
+        assert message in result.stderr and "expected a packed inference model" in result.stderr
+        assert "Traceback" not in result.stderr and "weights_only=False" not in result.stderr
+        assert not list(tmp_path.glob("out*"))
+
+
+def test_keypoint_checkpoint_is_not_a_depth_model(tmp_path):
+    keypoints = tmp_path / "kp.pt"
+    torch.save({"model": KeypointNet(descriptor_dim=24, lite=True).state_dict(),
+                "config": {"descriptor_dim": 24, "lite": True}, "step": 3}, keypoints)
+    with pytest.raises(ValueError, match="is a KeypointNet checkpoint and holds no DepthNet; expected a packed"):
+        load_inference_model(keypoints)
