@@ -206,5 +206,9 @@ class ResnetEncoder(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"pretrained ResNet weights not found: {path}")
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # torch's own message advises unsafe loading: it is never passed on
+            raise ValueError(f"pretrained ResNet weights {path} cannot be read (truncated, damaged or another format); "
+                             f"expected a torchvision ResNet state_dict written by torch.save") from None
         self.load_state_dict(self.adapt_state_dict(state_dict), strict=False)

@@ -247,3 +247,18 @@ def test_resume_of_random_bytes_names_the_problem(plane_sequence, tmp_path):
     assert "no intact previous.pt or epoch_*.pt" in result.stderr
     _assert_clean_output(result.stderr)
     assert (out / "last.pt").stat().st_size == 4096
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.pretrained_path", "pretrained ResNet weights {path} cannot be read (truncated, damaged or another format)"),
+    ("model.keypoint_init", "checkpoint {path} is not a PriorDepth checkpoint or model"),
+])
+def test_cli_explains_unreadable_init_weights(plane_sequence, tmp_path, override, message):
+    weights = tmp_path / "weights.pt"
+    weights.write_bytes(os.urandom(4096))
+    config = _write_config(tmp_path, plane_sequence, tmp_path / "run")
+    result = subprocess.run(_cli("--config", str(config), "--set", f"{override}={weights}", "--set", "pose.source=pnp"),
+                            cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert message.format(path=weights) in result.stderr
+    _assert_clean_output(result.stderr)
