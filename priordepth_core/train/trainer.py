@@ -127,7 +127,8 @@ class Trainer:
     Args:
         config: the experiment.
         resume: continue from ``<out_dir>/last.pt`` (model, optimiser, data position and RNG states), so the
-            continued run is bit-for-bit the uninterrupted one on the same machine.
+            continued run is bit-for-bit the uninterrupted one on the same machine; when ``last.pt`` is missing or
+            unreadable, from the newest intact ``previous.pt`` / ``epoch_NNN.pt``, with a warning naming it.
         train_set, test_set: datasets to use instead of building them from ``config.data`` (tests, notebooks).
     """
 
@@ -316,7 +317,11 @@ class Trainer:
         return scalars
 
     def fit(self) -> list[dict[str, float]]:
-        """Train until ``optim.epochs`` (or ``optim.max_steps``); returns the per-epoch evaluation history."""
+        """Train until ``optim.epochs`` (or ``optim.max_steps``); returns the per-epoch evaluation history.
+
+        Raises:
+            TrainingStopped: SIGINT or SIGTERM arrived; the step in progress was finished and saved to ``last.pt``.
+        """
         max_steps = self._max_steps()
         progress = tqdm(total=max_steps, initial=self.step, desc=self.config.name, disable=not self.dist.is_main,
                         dynamic_ncols=True)
