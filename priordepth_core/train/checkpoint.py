@@ -23,7 +23,8 @@ PREVIOUS_CHECKPOINT = "previous.pt"
 EPOCH_CHECKPOINT = "epoch_{epoch:03d}.pt"
 # save_atomic's temporary names for the trainer's own checkpoints (".last.pt.k3j_x9.tmp"): a SIGKILL mid-save leaves
 # one behind, and only names of this exact form are ever deleted as stale.
-_TRAINER_TEMPORARY = re.compile(r"\.(last|previous|epoch_\d{3})\.pt\.[A-Za-z0-9_]+\.tmp")
+_TRAINER_TEMPORARY = re.compile(r"\.(last|previous|epoch_\d{3,})\.pt\.[A-Za-z0-9_]+\.tmp")
+_EPOCH_CHECKPOINT = re.compile(r"epoch_\d{3,}\.pt")
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
 
@@ -119,7 +120,8 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
 def fallback_checkpoints(folder: str | Path) -> list[Path]:
     """``previous.pt`` and the epoch checkpoints in ``folder``, newest first (by modification time)."""
     folder = Path(folder)
-    candidates = [folder / PREVIOUS_CHECKPOINT, *folder.glob("epoch_[0-9][0-9][0-9].pt")]
+    candidates = [folder / PREVIOUS_CHECKPOINT, *(p for p in folder.glob("epoch_*.pt")
+                                                   if _EPOCH_CHECKPOINT.fullmatch(p.name))]
     return sorted((p for p in candidates if p.is_file()), key=lambda p: p.stat().st_mtime_ns, reverse=True)
 
 
