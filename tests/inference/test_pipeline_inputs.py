@@ -140,9 +140,11 @@ def test_pipeline_checkpoint_errors(tmp_path):
         Pipeline.from_checkpoint(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="cannot be read"):
+    with pytest.raises(ValueError, match=r"is not a PriorDepth checkpoint or model: it is not a file written by "
+                                         r"torch\.save; expected a packed inference model"):
         Pipeline.from_checkpoint(junk)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(3)}, other)
-    with pytest.raises(ValueError, match="neither a packaged inference model nor a trainer checkpoint"):
+    with pytest.raises(ValueError, match=r"is not a PriorDepth checkpoint or model \(it holds keys \['weights'\]\); "
+                                         r"expected a packed inference model"):
         Pipeline.from_checkpoint(other)
