@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..config_schema import apply_overrides
 from ..inference.model_file import TRAINER_CHECKPOINT, read_model_file
-from ..train.config import apply_overrides, config_from_dict, load_config
+from ..train.config import config_from_dict, load_config
 from ..train.model import DepthPoseModel
 
 

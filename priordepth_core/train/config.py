@@ -1,70 +1,28 @@
 """Typed experiment configuration: dataclasses with a commented default for every field, read from YAML.
 
 An experiment file is a small YAML override of these defaults (``config/train/*.yaml``); ``--set a.b=value`` on the
-command line overrides further. Unknown keys are errors that name the key, so a typo never silently trains the
-default.
+command line overrides further. Unknown keys are errors that name the nearest valid key, so a typo never silently
+trains the default. The reading, checking and overriding is :mod:`priordepth_core.config_schema`'s, shared with the
+Pipeline's config and the ROS node's parameters.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import json
-import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ..config_schema import ConfigError, Range, check_fields, load, merge, one_of, ranged, to_dict
 
 POSE_SOURCES = ("posenet", "essential", "pnp")
 DATA_KINDS = ("suite", "tum", "kitti_odometry", "kitti_raw", "rosbag")
 
 
-class ConfigError(ValueError):
-    """A configuration file or override that cannot be used; the message names the key and the problem."""
-
-
-@dataclass(frozen=True)
-class Range:
-    """The values a numeric config field accepts: ``low <= value <= high`` (strict where ``*_exclusive``).
-
-    ``None`` leaves that side open. Declared next to each field (``ranged``) and checked at load time, so a value
-    such as ``run.checkpoint_every=0`` is refused with its allowed range instead of failing later in the run.
-    """
-
-    low: float | None = None
-    high: float | None = None
-    low_exclusive: bool = False
-    high_exclusive: bool = False
-
-    def __contains__(self, value: float) -> bool:
-        if not math.isfinite(value):
-            return False
-        if self.low is not None and (value <= self.low if self.low_exclusive else value < self.low):
-            return False
-        return self.high is None or (value < self.high if self.high_exclusive else value <= self.high)
-
-    def __str__(self) -> str:
-        above = f"{'>' if self.low_exclusive else '>='} {self.low}"
-        below = f"{'<' if self.high_exclusive else '<='} {self.high}"
-        if self.low is not None and self.high is not None:
-            return f"{above} and {below}"
-        return above if self.low is not None else below if self.high is not None else "finite"
-
-
-def ranged(default: float, low: float | None, high: float | None, *, low_exclusive: bool = False,
-           high_exclusive: bool = False) -> Any:
-    """A dataclass field with ``default`` whose values must lie in the given :class:`Range`."""
-    return field(default=default, metadata={"range": Range(low, high, low_exclusive, high_exclusive)})
-
-
 @dataclass
 class DataConfig:
     # Where frames come from: a named synthetic suite or a dataset on disk.
-    kind: str = field(default="suite", metadata={"choices": DATA_KINDS})
+    kind: str = one_of("suite", DATA_KINDS)
     # Synthetic suite name for kind=suite (driving, handheld, indoor-slow).
     suite: str = "driving"
     # Dataset root for tum / kitti_odometry / kitti_raw, or the rosbag2 path for kind=rosbag.
@@ -80,8 +38,8 @@ class DataConfig:
     image_topic: str = "/camera/image_raw"
     camera_info_topic: str = "/camera/camera_info"
     # Network input size (multiples of 32).
-    height: int = ranged(96, 32, 4096)
-    width: int = ranged(320, 32, 4096)
+    height: int = ranged(96, 32, 4096, step=32)
+    width: int = ranged(320, 32, 4096, step=32)
     # Context frames relative to the target, as MonoDepth2's frame_ids (0 is the target and is implied).
     context_offsets: list[int] = field(default_factory=lambda: [-1, 1], metadata={"range": Range(-100, 100)})
     # MonoDepth2's training augmentation: colour jitter and horizontal flip (K and poses mirrored consistently).
@@ -93,7 +51,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     # ResNet depth of the DepthNet and PoseNet encoders (18, 34 or 50).
-    num_layers: int = field(default=18, metadata={"choices": (18, 34, 50)})
+    num_layers: int = one_of(18, (18, 34, 50))
     # Half-width encoder/decoder for real-time CPU inference.
     lite: bool = False
     # Depth range of the sigmoid disparity output, in the depth network's units.
@@ -118,9 +76,9 @@ class ModelConfig:
 @dataclass
 class PoseConfig:
     # How T_context_target is obtained: posenet (MonoDepth2), essential or pnp (keypoints + geometric solver).
-    source: str = field(default="posenet", metadata={"choices": POSE_SOURCES})
+    source: str = one_of("posenet", POSE_SOURCES)
     # Keypoint-based sources start from this source for warmup_steps optimiser steps ("" = no warm-up).
-    warmup_source: str = field(default="", metadata={"choices": ("", *POSE_SOURCES)})
+    warmup_source: str = one_of("", ("", *POSE_SOURCES))
     warmup_steps: int = ranged(0, 0, None)
     # Keypoints kept per image after NMS.
     top_k: int = ranged(300, 1, None)
@@ -133,7 +91,7 @@ class PoseConfig:
     posenet_seed: bool = False
     # What a failed pair (invalid solve or < min_inliers) does: "mask" drops its photometric term; "posenet" uses the
     # PoseNet's pose for it (hybrid; a PoseNet is then built and keeps training on those pairs).
-    fallback: str = field(default="mask", metadata={"choices": ("mask", "posenet")})
+    fallback: str = one_of("mask", ("mask", "posenet"))
     # pnp: lift the keypoints with a detached depth, so the photometric loss trains the DepthNet only through the
     # warp and not through the pose the depth itself produced (with the gradient through the pose, a wrong depth can
     # move the pose until the two agree; docs/experiments.md).
@@ -212,11 +170,7 @@ class ExperimentConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for values no run can use: each field's declared range or choices first."""
-        _check_declared_limits(self)
-        for key in ("height", "width"):
-            value = getattr(self.data, key)
-            if value % 32:
-                raise ConfigError(f"data.{key} must be a positive multiple of 32, got {value}")
+        check_fields(self)
         if not self.data.context_offsets or 0 in self.data.context_offsets:
             raise ConfigError(f"data.context_offsets must be non-empty and exclude 0, got {self.data.context_offsets}")
         if self.model.keypoint_frozen and (not self.model.keypoint_init or self.loss.keypoint_weight > 0):
@@ -231,136 +185,21 @@ class ExperimentConfig:
                               f"({self.run.eval_max_depth})")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _check_declared_limits(instance: Any, prefix: str = "") -> None:
-    """Check every field against the ``range`` or ``choices`` in its metadata (list fields: each item)."""
-    for spec in dataclasses.fields(instance):
-        value = getattr(instance, spec.name)
-        name = f"{prefix}{spec.name}"
-        if dataclasses.is_dataclass(value):
-            _check_declared_limits(value, f"{name}.")
-            continue
-        allowed = spec.metadata.get("range")
-        choices = spec.metadata.get("choices")
-        for item in value if isinstance(value, list) else [value]:
-            if allowed is not None and item not in allowed:
-                raise ConfigError(f"config value {name} must be {allowed}, got {value!r}")
-            if choices is not None and item not in choices:
-                raise ConfigError(f"config value {name} must be one of {list(choices)}, got {value!r}")
-
-
-def _all_keys(cls: type, prefix: str = "") -> list[str]:
-    """Every dotted key of the config tree, sections included (``optim``, ``optim.lr``, ...)."""
-    keys = []
-    for spec in dataclasses.fields(cls):
-        keys.append(f"{prefix}{spec.name}")
-        section = typing.get_type_hints(cls)[spec.name]
-        if dataclasses.is_dataclass(section):
-            keys += _all_keys(section, f"{prefix}{spec.name}.")
-    return keys
-
-
-def _unknown_key_error(full: str, known_here: set[str]) -> ConfigError:
-    close = difflib.get_close_matches(full, _all_keys(ExperimentConfig), n=1, cutoff=0.6)
-    hint = f"did you mean '{close[0]}'?" if close else f"known here: {', '.join(sorted(known_here))}"
-    return ConfigError(f"unknown config key '{full}'; {hint}")
-
-
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Check ``value`` against a field's annotation; ints are accepted where floats are expected."""
-    origin = typing.get_origin(annotation)
-    if origin is list:
-        (item_type,) = typing.get_args(annotation)
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"config key '{key}' expects a list, got {value!r}")
-        return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(annotation):
-            try:
-                return _coerce(value, option, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"config key '{key}' has an unsupported value {value!r}")
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation is float and isinstance(value, str):
-        try:
-            return float(value)  # YAML 1.1 reads "2e-4" (no dot) as a string
-        except ValueError:
-            raise ConfigError(f"config key '{key}' expects float, got {value!r}") from None
-    if annotation is str and isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)  # sequence ids such as 09 arrive as numbers from YAML
-    if annotation in (int, float, str, bool) and not (isinstance(value, annotation)
-                                                    and not (annotation is int and isinstance(value, bool))):
-        raise ConfigError(f"config key '{key}' expects {annotation.__name__}, got {value!r}")
-    return value
-
-
-def _merge(instance: Any, updates: dict[str, Any], prefix: str = "") -> Any:
-    if not isinstance(updates, dict):
-        raise ConfigError(f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping, got {updates!r}")
-    hints = typing.get_type_hints(type(instance))
-    names = {f.name for f in dataclasses.fields(instance)}
-    changes = {}
-    for key, value in updates.items():
-        full = f"{prefix}{key}"
-        if key not in names:
-            raise _unknown_key_error(full, names)
-        current = getattr(instance, key)
-        if dataclasses.is_dataclass(current):
-            changes[key] = _merge(current, value, f"{full}.")
-        else:
-            changes[key] = _coerce(value, hints[key], full)
-    return dataclasses.replace(instance, **changes)
-
-
-def _parse_override(text: str) -> tuple[list[str], Any]:
-    if "=" not in text:
-        raise ConfigError(f"override '{text}' must look like section.key=value")
-    key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
+        return to_dict(self)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Build an :class:`ExperimentConfig` from defaults, an optional YAML file and ``key=value`` overrides.
+    """Build an :class:`ExperimentConfig` from defaults, an optional YAML file and ``section.key=value`` overrides.
 
     Raises:
         ConfigError: unknown key, wrong value type, unreadable file, or a value no run can use.
     """
-    config = ExperimentConfig()
-    if path is not None:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        try:
-            config = _merge(config, data)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-    config = apply_overrides(config, overrides or [])
-    config.validate()
-    return config
-
-
-def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
-    """A copy of ``config`` with ``section.key=value`` overrides applied (values parsed as YAML)."""
-    for text in overrides:
-        keys, value = _parse_override(text)
-        nested: Any = value
-        for key in reversed(keys):
-            nested = {key: nested}
-        config = _merge(config, nested)
-    return config
+    return load(ExperimentConfig(), path, overrides or [])
 
 
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     """Rebuild a config saved with a checkpoint (``ExperimentConfig.to_dict``)."""
-    config = _merge(ExperimentConfig(), data)
+    config = merge(ExperimentConfig(), data)
     config.validate()
     return config
 
