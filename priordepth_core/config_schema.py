@@ -102,11 +102,20 @@ def field_default(spec: dataclasses.Field) -> Any:
 
 
 def field_comments(cls: type) -> dict[str, str]:
-    """The ``#`` comment lines directly above each field of a dataclass, joined: its documentation.
+    """The ``#`` comment lines directly above each field of a dataclass (its bases' fields too), joined: their
+    documentation.
 
     A field without a comment right above it shares the comment of the field on the line before (one comment
     above a group of fields).
     """
+    comments: dict[str, str] = {}
+    for owner in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(owner):
+            comments.update(_own_field_comments(owner))
+    return comments
+
+
+def _own_field_comments(cls: type) -> dict[str, str]:
     try:
         source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):

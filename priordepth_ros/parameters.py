@@ -3,10 +3,12 @@
 Two groups:
 
 - Pipeline parameters: one per field of :class:`priordepth_core.inference.PipelineConfig`, named as the field, with
-  the field's default and the comment above the field in ``config.py`` as description (defaults and their reasons
-  live there and nowhere else). Read-only: the pipeline is built once, at start.
+  the field's default, its declared range or choices as the descriptor's, and the comment above the field in
+  ``config.py`` as description (defaults, limits and their reasons live there and nowhere else). Read-only: the
+  pipeline is built once, at start.
 - Node parameters (:class:`NodeSettings`): the checkpoint, input transport, frame names, the camera mount, publish
-  toggles, queue and diagnostics settings. The publish toggles and timing settings may change at run time.
+  toggles, queue and diagnostics settings, declared the same way (:mod:`priordepth_core.config_schema`). The publish
+  toggles and timing settings may change at run time.
 
 Everything here is plain Python (the launch-file and YAML checks use it without ROS); only :func:`declare_parameters`
 touches rclpy.
@@ -14,18 +16,23 @@ touches rclpy.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import math
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from priordepth_core.config_schema import (
+    ConfigError,
+    Range,
+    field_choices,
+    field_comments,
+    field_default,
+    field_range,
+    one_of,
+    ranged,
+)
 from priordepth_core.inference import PipelineConfig
-from priordepth_core.inference.config import BACKENDS, LOST_MOTIONS, PRECISIONS, SCALE_MODES
-from priordepth_core.models.depth_net import INPUT_MULTIPLE
 
 # Camera mount default: the optical frame (x right, y down, z forward; REP 103) on a body with x forward, y left,
 # z up (REP 103/105), i.e. the rotation of `static_transform_publisher --roll -1.5708 --yaw -1.5708`.
@@ -39,25 +46,23 @@ class ParameterError(ValueError):
 
 @dataclass(frozen=True)
 class ParameterSpec:
-    """One declared parameter. ``minimum``/``maximum`` (inclusive) and ``step`` become the descriptor's range."""
+    """One declared parameter; ``allowed`` (a closed range) or ``choices`` become its descriptor's constraints."""
 
     name: str
     default: Any
     description: str
     read_only: bool = True
-    minimum: float | None = None
-    maximum: float | None = None
-    step: int | None = None
-    choices: tuple[str, ...] = ()
+    allowed: Range | None = None
+    choices: tuple[Any, ...] = ()
 
     @property
     def constraints(self) -> str:
         """Human-readable constraint text (the descriptor's ``additional_constraints``)."""
         if self.choices:
-            return "one of: " + ", ".join(self.choices)
-        if self.minimum is not None:
-            step = f", multiples of {self.step}" if self.step and self.step > 1 else ""
-            return f"from {self.minimum} to {self.maximum}{step}"
+            return "one of: " + ", ".join(str(choice) for choice in self.choices)
+        if self.allowed is not None:
+            step = f", multiples of {self.allowed.step}" if self.allowed.step and self.allowed.step > 1 else ""
+            return f"from {self.allowed.low} to {self.allowed.high}{step}"
         return ""
 
 
@@ -69,7 +74,7 @@ class NodeSettings:
     checkpoint: str = ""
     # "raw": the image topic carries sensor_msgs/Image (rgb8, bgr8, mono8, rgba8, bgra8); "compressed":
     # sensor_msgs/CompressedImage (JPEG/PNG), e.g. image:=/camera/image_raw/compressed.
-    image_transport: str = "raw"
+    image_transport: str = one_of("raw", IMAGE_TRANSPORTS)
     # Intrinsics from CameraInfo P (rectified image_rect topics, REP 104) instead of K (raw images).
     use_rectified_projection: bool = False
     # Camera frame used when an image arrives with an empty header.frame_id.
@@ -86,17 +91,17 @@ class NodeSettings:
     # Also publish base_frame -> camera frame from camera_mount on /tf_static (when no robot_state_publisher does).
     publish_camera_mount_tf: bool = False
     # Warn (once per camera frame) when an image and the latest CameraInfo of its frame are further apart than this.
-    camera_info_tolerance_s: float = 0.5
+    camera_info_tolerance_s: float = ranged(0.5, 0.0, 3600.0)
     # Skip frames whose header stamp is older than this compared with the node's clock; 0 = off. Needs
     # synchronised clocks, or use_sim_time with a /clock (bag replay with --clock).
-    max_input_age_s: float = 0.0
+    max_input_age_s: float = ranged(0.0, 0.0, 3600.0)
     # Poses kept in the ~/path message (oldest dropped first).
-    path_max_length: int = 1000
+    path_max_length: int = ranged(1000, 1, 1_000_000)
     # Publish ~/path at most once per this many seconds (0 = with every frame): a Path of 1000 poses takes about
     # 6 ms to publish from Python, too much for every frame of a 30 Hz camera, and RViz needs no more.
-    path_publish_period_s: float = 1.0
+    path_publish_period_s: float = ranged(1.0, 0.0, 3600.0)
     # Period of the /diagnostics report, seconds (rates and latencies are averaged over it).
-    diagnostics_period_s: float = 1.0
+    diagnostics_period_s: float = ranged(1.0, 0.1, 60.0)
     # Publish ~/depth (32FC1, metres, NaN where invalid).
     publish_depth: bool = True
     # Publish ~/depth/camera_info (the input CameraInfo with the depth image's header).
@@ -131,84 +136,27 @@ _RUNTIME_SETTINGS = {"camera_info_tolerance_s", "max_input_age_s", "path_max_len
                      "publish_depth", "publish_depth_camera_info", "publish_colored_depth", "publish_matches",
                      "publish_keypoints", "publish_odometry", "publish_path", "publish_tf"}
 
-_NODE_RANGES: dict[str, dict[str, Any]] = {
-    "image_transport": {"choices": IMAGE_TRANSPORTS},
-    "camera_info_tolerance_s": {"minimum": 0.0, "maximum": 3600.0},
-    "max_input_age_s": {"minimum": 0.0, "maximum": 3600.0},
-    "path_max_length": {"minimum": 1, "maximum": 1_000_000, "step": 1},
-    "path_publish_period_s": {"minimum": 0.0, "maximum": 3600.0},
-    "diagnostics_period_s": {"minimum": 0.1, "maximum": 60.0},
-}
 
-_PIPELINE_RANGES: dict[str, dict[str, Any]] = {
-    "backend": {"choices": BACKENDS},
-    "input_height": {"minimum": 0, "maximum": 4096, "step": INPUT_MULTIPLE},
-    "input_width": {"minimum": 0, "maximum": 8192, "step": INPUT_MULTIPLE},
-    "scale_mode": {"choices": SCALE_MODES},
-    "camera_height_m": {"minimum": 0.01, "maximum": 100.0},
-    "max_keypoints": {"minimum": 8, "maximum": 16384, "step": 1},
-    "min_inliers": {"minimum": 6, "maximum": 10000, "step": 1},
-    "ransac_hypotheses": {"minimum": 1, "maximum": 100000, "step": 1},
-    "ransac_threshold_px": {"minimum": 0.01, "maximum": 100.0},
-    "match_ratio": {"minimum": 0.01, "maximum": 1.0},
-    "blur_ratio": {"minimum": 0.0, "maximum": 0.99},
-    "pure_rotation_parallax_px": {"minimum": 0.0, "maximum": 1000.0},
-    "pure_rotation_parallax_ratio": {"minimum": 0.0, "maximum": 100.0},
-    "pure_rotation_min_deg": {"minimum": 0.0, "maximum": 180.0},
-    "lost_motion": {"choices": LOST_MOTIONS},
-    "max_frames_lost_reference": {"minimum": 0, "maximum": 100000, "step": 1},
-    "num_threads": {"minimum": 0, "maximum": 1024, "step": 1},
-    "precision": {"choices": PRECISIONS},
-}
-
-
-def _field_comments(cls: type) -> dict[str, str]:
-    """The ``#`` comment lines directly above each annotated field of a dataclass, joined: its documentation."""
-    try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):
-        return {}
-    lines = source.splitlines()
-    comments: dict[str, str] = {}
-    previous = None
-    for node in ast.parse(source).body[0].body:
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            block = []
-            row = node.lineno - 2
-            while row >= 0 and lines[row].strip().startswith("#"):
-                block.insert(0, lines[row].strip().lstrip("#").strip())
-                row -= 1
-            if not block and previous is not None and previous.end_lineno == node.lineno - 1:
-                comments[node.target.id] = comments[previous.target.id]  # one comment above a group of fields
-            else:
-                comments[node.target.id] = " ".join(block)
-            previous = node
-        else:
-            previous = None
-    return comments
-
-
-def _default(f: dataclasses.Field) -> Any:
-    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+def _spec(spec: dataclasses.Field, name: str, description: str, read_only: bool) -> ParameterSpec:
+    """The parameter of one config field: its default, and its declared range or choices as the descriptor's."""
+    allowed = field_range(spec)
+    if allowed is not None and not allowed.closed:
+        raise RuntimeError(f"parameter {name!r}: a ROS descriptor needs a closed, inclusive range, the field declares "
+                           f"{allowed}")
+    return ParameterSpec(name, field_default(spec), description, read_only, allowed, field_choices(spec) or ())
 
 
 def pipeline_parameter_specs() -> list[ParameterSpec]:
     """One read-only parameter per PipelineConfig field of a type ROS parameters can hold."""
-    comments = _field_comments(PipelineConfig)
-    specs = []
-    for f in dataclasses.fields(PipelineConfig):
-        default = _default(f)
-        if not isinstance(default, (bool, int, float, str)):
-            continue  # a structured field keeps the core's default
-        description = comments.get(f.name) or f"PipelineConfig.{f.name} (priordepth_core.inference.config)"
-        specs.append(ParameterSpec(f.name, default, description, read_only=True, **_PIPELINE_RANGES.get(f.name, {})))
-    return specs
+    comments = field_comments(PipelineConfig)
+    return [_spec(f, f.name, comments.get(f.name) or f"PipelineConfig.{f.name} (priordepth_core.inference.config)",
+                  read_only=True)
+            for f in dataclasses.fields(PipelineConfig) if isinstance(field_default(f), bool | int | float | str)]
 
 
 def node_parameter_specs() -> list[ParameterSpec]:
-    comments = _field_comments(NodeSettings)
-    return [ParameterSpec(_NODE_PARAMETER_NAMES[f.name], _default(f), comments[f.name],
-                          read_only=f.name not in _RUNTIME_SETTINGS, **_NODE_RANGES.get(f.name, {}))
+    comments = field_comments(NodeSettings)
+    return [_spec(f, _NODE_PARAMETER_NAMES[f.name], comments[f.name], read_only=f.name not in _RUNTIME_SETTINGS)
             for f in dataclasses.fields(NodeSettings)]
 
 
@@ -243,11 +191,7 @@ def check_value(spec: ParameterSpec, value: Any) -> Any:
         value = [float(v) for v in value] if ok else value
     if not ok:
         raise ParameterError(f"parameter {spec.name!r} must be {_type_name(default)}, got {value!r}")
-    if spec.choices and value not in spec.choices:
-        raise ParameterError(f"parameter {spec.name!r} must be {spec.constraints}, got {value!r}")
-    if spec.minimum is not None and not spec.minimum <= value <= spec.maximum:
-        raise ParameterError(f"parameter {spec.name!r} must be {spec.constraints}, got {value!r}")
-    if spec.step and spec.step > 1 and (value - spec.minimum) % spec.step:
+    if (spec.choices and value not in spec.choices) or (spec.allowed is not None and value not in spec.allowed):
         raise ParameterError(f"parameter {spec.name!r} must be {spec.constraints}, got {value!r}")
     return value
 
@@ -271,7 +215,7 @@ def pipeline_config_from_values(values: dict[str, Any]) -> PipelineConfig:
     changes = {name: check_value(specs[name], value) for name, value in values.items() if name in fields}
     try:
         return PipelineConfig().replace(**changes)
-    except ValueError as error:
+    except ConfigError as error:
         raise ParameterError(str(error)) from None
 
 
@@ -306,12 +250,13 @@ def declare_parameters(node) -> dict[str, Any]:
     for spec in parameter_specs().values():
         descriptor = ParameterDescriptor(name=spec.name, description=spec.description, read_only=spec.read_only,
                                          additional_constraints=spec.constraints)
-        if spec.minimum is not None and isinstance(spec.default, int) and not isinstance(spec.default, bool):
-            descriptor.integer_range = [IntegerRange(from_value=int(spec.minimum), to_value=int(spec.maximum),
-                                                     step=spec.step or 1)]
-        elif spec.minimum is not None:
-            descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.minimum),
-                                                                  to_value=float(spec.maximum), step=0.0)]
+        allowed = spec.allowed
+        if allowed is not None and isinstance(spec.default, int) and not isinstance(spec.default, bool):
+            descriptor.integer_range = [IntegerRange(from_value=int(allowed.low), to_value=int(allowed.high),
+                                                     step=allowed.step or 1)]
+        elif allowed is not None:
+            descriptor.floating_point_range = [FloatingPointRange(from_value=float(allowed.low),
+                                                                  to_value=float(allowed.high), step=0.0)]
         try:
             parameter = node.declare_parameter(spec.name, spec.default, descriptor)
         except (InvalidParameterTypeException, InvalidParameterValueException) as error:

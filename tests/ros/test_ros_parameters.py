@@ -37,11 +37,11 @@ def test_every_pipeline_field_is_a_parameter_with_the_core_default_and_its_comme
         assert spec.read_only
         assert len(spec.description) > 20 and spec.description in comments  # the comment above the field
         if isinstance(f.default, (int, float)) and not isinstance(f.default, bool):
-            assert spec.minimum is not None, f"add a range for {f.name} to priordepth_ros.parameters._PIPELINE_RANGES"
+            assert spec.allowed is not None, f"declare a range for PipelineConfig.{f.name} (ranged(...))"
         if f.name in ("backend", "scale_mode", "lost_motion", "precision"):
             assert spec.choices
     assert specs["backend"].choices == ("torch", "onnxruntime", "tensorrt")
-    assert (specs["input_width"].minimum, specs["input_width"].step) == (0, 32)
+    assert (specs["input_width"].allowed.low, specs["input_width"].allowed.step) == (0, 32)
 
 
 def test_node_settings_are_documented_and_grouped():
