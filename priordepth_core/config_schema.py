@@ -318,13 +318,16 @@ def load(base: Loaded, path: str | Path | None = None, overrides: Iterable[str] 
     Raises:
         ConfigError: unreadable file, unknown key, wrong value type, or a value no run can use.
     """
-    config = base
-    if path is not None:
-        data = read_yaml(path)
-        try:
-            config = merge(config, data)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+    config = base if path is None else merge_file(base, path)
     config = apply_overrides(config, overrides)
     config.validate()
     return config
+
+
+def merge_file(config: Config, path: str | Path) -> Config:
+    """A copy of ``config`` updated from a YAML file (not validated); errors name the file."""
+    data = read_yaml(path)
+    try:
+        return merge(config, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

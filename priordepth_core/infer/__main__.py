@@ -1,13 +1,20 @@
 """Run PriorDepth over a recorded sequence and write depth, matches, the trajectory, plots and metrics.
 
     python -m priordepth_core.infer --input <TUM folder | KITTI sequence/drive | rosbag2 | suite:NAME[:SPLIT[:SEED]]>
-        --out DIR [--checkpoint C] [--backend torch|onnxruntime|tensorrt] [--scale-mode relative|camera_height]
+        --out DIR [--checkpoint C] [--config PIPELINE.yaml] [--set FIELD=VALUE ...]
+        [--backend torch|onnxruntime|tensorrt] [--scale-mode relative|camera_height] ...
 
 Examples:
 
     python -m priordepth_core.infer --input suite:driving:test:900 --out runs/infer/driving_900 --backend onnxruntime
     python -m priordepth_core.infer --input rgbd_dataset_freiburg1_xyz --out runs/infer/fr1_xyz
     python -m priordepth_core.infer --input drive.mcap --image-topic /cam/image_raw --out runs/infer/drive
+    python -m priordepth_core.infer --input suite:handheld --out runs/infer/handheld --set min_inliers=30
+
+The pipeline's settings are the fields of ``priordepth_core.inference.PipelineConfig`` (the ROS node's parameters):
+its defaults (with one thread per network), then a YAML file of fields (``--config``), then the shorthand flags
+given (``--backend``, ``--threads``, ``--size`` ...), then ``--set FIELD=VALUE``, each later one winning. Unknown
+fields and values out of range are refused before anything is read.
 
 The output folder (layout in ``priordepth_core.infer.outputs``) is written under a temporary name and renamed when
 complete: a failure, Ctrl-C or SIGTERM leaves nothing behind. It must not be, contain or lie inside the input, and
@@ -15,8 +22,9 @@ complete: a failure, Ctrl-C or SIGTERM leaves nothing behind. It must not be, co
 truth, the metrics (depth abs_rel etc. under MonoDepth2's protocol with median scaling, ATE/RPE after Sim(3)
 alignment) are printed and saved in ``metrics.json``.
 
-Exit status: 0 done; 1 bad input (the message names it) or --out exists; 2 --out refused (overlaps the input, or
---overwrite of a folder the runner did not write) or the backend cannot run here; 130 Ctrl-C; 143 SIGTERM.
+Exit status: 0 done; 1 bad input (the message names it) or --out exists; 2 a pipeline setting refused (unknown
+field or bad value), --out refused (overlaps the input, or --overwrite of a folder the runner did not write) or the
+backend cannot run here; 130 Ctrl-C; 143 SIGTERM.
 """
 
 from __future__ import annotations
@@ -27,12 +35,21 @@ import sys
 from pathlib import Path
 
 from ..atomic_output import atomic_output, interrupt_on_sigterm, interruption_signal, is_marked_output
+from ..config_schema import ConfigError, apply_overrides, merge, merge_file
 from ..data import DatasetError
 from ..inference import BackendUnavailableError, Pipeline, PipelineConfig
-from ..inference.config import BACKENDS, SCALE_MODES
 from .outputs import OUTPUT_MARKER, write_output_marker
 from .runner import run_sequence, summary_table
 from .sources import DEFAULT_CAMERA_INFO_TOPIC, DEFAULT_IMAGE_TOPIC, open_input
+
+# Flags that set one PipelineConfig field each (argparse destination -> field); --size sets input_height and
+# input_width, and --set reaches every field.
+SHORTHAND_FIELDS = {"backend": "backend", "device": "device", "threads": "num_threads",
+                    "concurrent_networks": "concurrent_networks", "scale_mode": "scale_mode",
+                    "camera_height": "camera_height_m", "max_keypoints": "max_keypoints",
+                    "keypoints": "keypoint_checkpoint"}
+# The runner's starting point: the library's defaults, but one CPU thread per network (see --threads).
+RUNNER_DEFAULTS = PipelineConfig(num_threads=1)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -53,19 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
                         help="replace an existing output folder of this runner's (holding its .priordepth-infer "
                              "marker) when done")
     parser.add_argument("--checkpoint", type=Path, help="packaged model or trainer checkpoint (default: shipped)")
-    parser.add_argument("--keypoints", default="", help="KeypointNet checkpoint for a checkpoint without one")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="YAML file of PipelineConfig fields, one per line (e.g. \"min_inliers: 30\")")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="set one PipelineConfig field, e.g. --set min_inliers=30 (repeatable; wins over the "
+                             "other flags)")
+    parser.add_argument("--keypoints", help="KeypointNet checkpoint for a checkpoint without one "
+                                            "(= --set keypoint_checkpoint=FILE)")
+    parser.add_argument("--backend", help="torch, onnxruntime or tensorrt (default torch; = --set backend=...)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default cpu; = --set device=...)")
+    parser.add_argument("--threads", type=int,
                         help="CPU threads per network (default 1; 0 = the libraries' default, all cores, which was "
-                             "5-10x slower on a busy 2-core machine: benchmarks/pipeline.py)")
-    parser.add_argument("--concurrent-networks", action="store_true",
+                             "5-10x slower on a busy 2-core machine: benchmarks/pipeline.py; = --set num_threads=N)")
+    parser.add_argument("--concurrent-networks", action="store_true", default=None,
                         help="run DepthNet and KeypointNet side by side (faster on small CPUs with --threads 1)")
     parser.add_argument("--size", type=parse_size, help="network input WIDTHxHEIGHT (default: checkpoint's)")
-    parser.add_argument("--scale-mode", choices=SCALE_MODES, default="relative")
-    parser.add_argument("--camera-height", type=float, default=PipelineConfig.camera_height_m,
-                        help="camera height above the ground in metres (scale mode camera_height)")
-    parser.add_argument("--max-keypoints", type=int, default=PipelineConfig.max_keypoints)
+    parser.add_argument("--scale-mode", help="relative or camera_height (default relative; = --set scale_mode=...)")
+    parser.add_argument("--camera-height", type=float,
+                        help=f"camera height above the ground in metres for scale mode camera_height (default "
+                             f"{PipelineConfig.camera_height_m}; = --set camera_height_m=...)")
+    parser.add_argument("--max-keypoints", type=int,
+                        help=f"keypoints kept per frame (default {PipelineConfig.max_keypoints})")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0 = all)")
     parser.add_argument("--every", type=int, default=1, help="use every N-th frame")
     parser.add_argument("--image-topic", default=DEFAULT_IMAGE_TOPIC, help="rosbag2: image topic")
@@ -88,6 +113,21 @@ def output_overlap(input_spec: str, out: Path) -> str | None:
     if source in target.parents:
         return "is inside"
     return None
+
+
+def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
+    """The runner's defaults, then ``--config``, then the shorthand flags given, then ``--set``; validated.
+
+    Raises:
+        ConfigError: an unreadable file, an unknown field (naming the nearest one) or a value out of range.
+    """
+    config = RUNNER_DEFAULTS if args.config is None else merge_file(RUNNER_DEFAULTS, args.config)
+    flags = {field: getattr(args, dest) for dest, field in SHORTHAND_FIELDS.items() if getattr(args, dest) is not None}
+    if args.size is not None:
+        flags["input_height"], flags["input_width"] = args.size
+    config = apply_overrides(merge(config, flags), args.overrides)
+    config.validate()
+    return config
 
 
 def refuse_output(args: argparse.Namespace) -> tuple[int, str] | None:
@@ -115,15 +155,15 @@ def run(args: argparse.Namespace) -> int:
         print("error: --max-frames must be >= 0 and --every >= 1", file=sys.stderr)
         return 1
     try:
+        config = pipeline_config(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         sequence = open_input(args.input, args.image_topic, args.camera_info_topic, args.pose_topic)
         sequence = sequence.limit(args.max_frames, args.every)
         if len(sequence) < 2:
             raise ValueError(f"--input {args.input}: needs at least two frames, got {len(sequence)}")
-        height, width = args.size if args.size else (0, 0)
-        config = PipelineConfig(backend=args.backend, device=args.device, input_height=height, input_width=width,
-                                scale_mode=args.scale_mode, camera_height_m=args.camera_height,
-                                max_keypoints=args.max_keypoints, num_threads=args.threads,
-                                concurrent_networks=args.concurrent_networks, keypoint_checkpoint=args.keypoints)
         pipeline = Pipeline(config, args.checkpoint)
         with atomic_output(args.out, replace_marked=OUTPUT_MARKER if args.overwrite else None) as folder:
             folder.mkdir()

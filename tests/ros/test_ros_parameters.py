@@ -7,7 +7,9 @@ import dataclasses
 
 import pytest
 
+from priordepth_core.config_schema import Range, field_choices, field_range, one_of, ranged
 from priordepth_core.inference import PipelineConfig
+from priordepth_ros import parameters
 from priordepth_ros.parameters import (
     NodeSettings,
     ParameterError,
@@ -42,6 +44,37 @@ def test_every_pipeline_field_is_a_parameter_with_the_core_default_and_its_comme
             assert spec.choices
     assert specs["backend"].choices == ("torch", "onnxruntime", "tensorrt")
     assert (specs["input_width"].allowed.low, specs["input_width"].allowed.step) == (0, 32)
+
+
+@dataclasses.dataclass
+class NarrowerPipelineConfig(PipelineConfig):
+    # At most 1024 keypoints per frame.
+    max_keypoints: int = ranged(512, 8, 1024)
+    lost_motion: str = one_of("hold", ("hold",))
+
+
+def test_descriptors_are_the_dataclass_declarations(monkeypatch):
+    specs = parameter_specs()
+    for f in dataclasses.fields(PipelineConfig):
+        assert specs[f.name].allowed == field_range(f) and specs[f.name].choices == (field_choices(f) or ())
+    monkeypatch.setattr(parameters, "PipelineConfig", NarrowerPipelineConfig)
+    narrowed = parameter_specs()
+    assert narrowed["max_keypoints"].allowed == Range(8, 1024)
+    assert narrowed["max_keypoints"].description == "At most 1024 keypoints per frame."
+    assert narrowed["lost_motion"].choices == ("hold",)
+    assert narrowed["min_inliers"] == specs["min_inliers"]  # inherited fields keep their declaration and comment
+    with pytest.raises(ParameterError, match="'max_keypoints' must be from 8 to 1024, got 2000"):
+        check_value(narrowed["max_keypoints"], 2000)
+
+
+def test_an_open_range_cannot_become_a_descriptor(monkeypatch):
+    @dataclasses.dataclass
+    class OpenEnded(PipelineConfig):
+        max_keypoints: int = ranged(512, 8, None)
+
+    monkeypatch.setattr(parameters, "PipelineConfig", OpenEnded)
+    with pytest.raises(RuntimeError, match="'max_keypoints': a ROS descriptor needs a closed, inclusive range"):
+        parameter_specs()
 
 
 def test_node_settings_are_documented_and_grouped():
@@ -92,7 +125,7 @@ def test_inconsistent_settings_are_refused():
 
 
 @pytest.mark.ros
-def test_rclpy_declares_descriptors_and_enforces_them(ros_domain):
+def test_rclpy_declares_descriptors_and_enforces_them(ros_domain, monkeypatch):
     rclpy = pytest.importorskip("rclpy", reason="rclpy (the ros-jazzy wheels) is not installed")
     from rclpy.parameter import Parameter
 
@@ -111,6 +144,7 @@ def test_rclpy_declares_descriptors_and_enforces_them(ros_domain):
         assert descriptor.description == parameter_specs()["input_height"].description
         assert descriptor.description in core_config_comments()
         assert node.describe_parameter("ransac_threshold_px").floating_point_range[0].to_value == 100.0
+        assert node.describe_parameter("max_keypoints").integer_range[0].to_value == 16384
         assert not node.set_parameters([Parameter("max_keypoints", value=128)])[0].successful  # read-only
         assert not node.set_parameters([Parameter("path_max_length", value=0)])[0].successful  # below range
         assert node.set_parameters([Parameter("path_max_length", value=50)])[0].successful
@@ -121,5 +155,12 @@ def test_rclpy_declares_descriptors_and_enforces_them(ros_domain):
         with pytest.raises(ParameterError, match=r"'match_ratio'.*from 0\.01 to 1\.0"):
             declare_parameters(out_of_range)
         out_of_range.destroy_node()
+
+        # A range changed in the dataclass is the range rclpy enforces.
+        monkeypatch.setattr(parameters, "PipelineConfig", NarrowerPipelineConfig)
+        narrowed = rclpy.create_node("parameter_test_narrowed", context=context)
+        declare_parameters(narrowed)
+        assert narrowed.describe_parameter("max_keypoints").integer_range[0].to_value == 1024
+        narrowed.destroy_node()
     finally:
         rclpy.shutdown(context=context)
