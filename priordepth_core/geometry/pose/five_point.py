@@ -8,11 +8,13 @@ monomials of degree <= 2, which span the quotient ring; multiplication by x in t
 matrix, whose eigenvectors are the basis monomials evaluated at the solutions. Real eigenvalues give up to ten real
 essential matrices.
 
-Why our own: OpenCV's and poselib's 5-point solvers run one problem at a time on the CPU; kornia (0.9) has
-``find_essential`` (a torch 5-point) but it solves the degree-10 polynomial with a companion matrix per problem built
-from Nistér's hand-expanded coefficients, returns the roots as a fixed batch of 10 with complex ones zeroed rather
-than flagged, and is not batched over hypotheses. Here every problem of a (..., 5) batch — B problems x H hypotheses —
-is solved at once with one batched SVD, one batched 10 x 10 solve and one batched eigendecomposition, in float64.
+Why our own rather than kornia 0.9's batched ``run_5point`` (Nistér's degree-10 polynomial from hand-expanded
+coefficients): on 4096 noise-free minimal problems (driving-like, float64, one thread) kornia's candidates missed the
+true E by more than 1e-6 (Frobenius, unit norm) on 0.39 % of the problems, worst 5e-2; the action-matrix form here on
+0.05 %, worst 7e-6, with the same number of real roots (4.8 on average). Kornia was about 1.6x faster (48 against
+78 us per problem on the loaded 2-core machine); accuracy of the minimal solver bounds how many hypotheses RANSAC
+needs, so we keep the accurate one. Every problem of a (..., 5) batch — B problems x H hypotheses — is solved at
+once with one batched SVD, one batched 10 x 10 solve and one batched eigendecomposition.
 """
 
 from __future__ import annotations
