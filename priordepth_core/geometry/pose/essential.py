@@ -28,9 +28,10 @@ Planar scenes: for points on one plane the 8-point system has a three-dimensiona
 the motion is general, so E is not determined by it; such scenes come out ``valid=False`` (``info["degenerate"]``),
 not with a wrong pose. Homography decomposition would be the tool there (its two-fold ambiguity is inherent).
 
-:func:`solve_essential_ransac` draws minimal 8-point sets for all batch entries and hypotheses at once, scores them by
-the Sampson distance in pixels with MSAC, refits the best on its inliers (local optimisation) and ends with the
-differentiable :func:`solve_essential` on the inliers (weights times inlier mask).
+:func:`solve_essential_ransac_8pt` (reached as ``solve_essential_ransac(..., solver="eight_point")``; the default is
+the 5-point LO-RANSAC of :mod:`.lo_ransac`) draws minimal 8-point sets for all batch entries and hypotheses at once,
+scores them by the Sampson distance in pixels with MSAC, refits the best on its inliers (local optimisation) and ends
+with the differentiable :func:`solve_essential` on the inliers (weights times inlier mask).
 
 kornia's ``kornia.geometry.epipolar`` is not used: its ``run_8point``/``decompose_essential_matrix`` go through
 ``torch.linalg.svd`` of E (infinite gradients at the equal singular values of an essential matrix) and
@@ -436,11 +437,11 @@ def _residuals(F_pix: torch.Tensor, x1h: torch.Tensor, x2h: torch.Tensor) -> tor
                       for sl in (slice(start, start + step) for start in range(0, F_pix.shape[0], step))])
 
 
-def solve_essential_ransac(x1: torch.Tensor, x2: torch.Tensor, K: torch.Tensor, weights: torch.Tensor | None = None,
-                           num_hypotheses: int = DEFAULT_NUM_HYPOTHESES, threshold_px: float = DEFAULT_THRESHOLD_PX,
-                           generator: torch.Generator | None = None, refine: bool = True, *,
-                           K2: torch.Tensor | None = None,
-                           min_parallax_px: float = DEFAULT_MIN_PARALLAX_PX) -> PoseEstimate:
+def solve_essential_ransac_8pt(x1: torch.Tensor, x2: torch.Tensor, K: torch.Tensor,
+                               weights: torch.Tensor | None = None, num_hypotheses: int = DEFAULT_NUM_HYPOTHESES,
+                               threshold_px: float = DEFAULT_THRESHOLD_PX, generator: torch.Generator | None = None,
+                               refine: bool = True, *, K2: torch.Tensor | None = None,
+                               min_parallax_px: float = DEFAULT_MIN_PARALLAX_PX) -> PoseEstimate:
     """Robust relative pose: batched 8-point MSAC with local optimisation, finished by :func:`solve_essential`.
 
     All batch entries and hypotheses are processed at once on the inputs' device: minimal sets are drawn with

