@@ -15,10 +15,12 @@
    :func:`.essential_refinement.refine_pose_differentiable`: gradients w.r.t. points, weights and intrinsics come
    from the implicit function theorem at the optimum, not from unrolling RANSAC.
 4. Model selection (:mod:`.model_selection`, GRIC): pure rotation wins -> ``valid=False``, ``info["pure_rotation"]``,
-   R = the rotation-only fit (differentiable), t = 0 (never a random direction); homography wins -> ``valid=False``,
-   ``info["planar"]``: a plane's matches fit two essential matrices exactly (the two-fold ambiguity of homography
-   decomposition, H&Z 13.5); the 5-point solver returns both and cheirality rarely separates them (measured: 4 of 6
-   noisy planar scenes came out 7-12 degrees off), so the pose is reported but not vouched for.
+   R = the rotation-only fit (differentiable), t = 0 (never a random direction); homography wins -> ``info["planar"]``,
+   the pose stands: on the project's low-parallax handheld and driving pairs the homography often wins while the
+   essential pose is right (7 of 11 handheld pairs within 15 degrees), but on a truly planar scene it may be the
+   wrong one of the two essential matrices a plane admits (the two-fold ambiguity of homography decomposition,
+   H&Z 13.5; measured: 4 of 6 noisy synthetic planar scenes 7-12 degrees off). Callers that cannot afford that reject
+   ``info["planar"]``.
 
 ``solver="eight_point"`` runs the previous weighted 8-point MSAC (:func:`.essential.solve_essential_ransac_8pt`)
 instead; measured in docs/geometry.md.
@@ -205,8 +207,8 @@ def solve_essential_ransac(x1: torch.Tensor, x2: torch.Tensor, K: torch.Tensor, 
     Returns:
         PoseEstimate ``(R (B, 3, 3), t (B, 3) unit, inliers (B, N))`` with ``valid`` (B,) and ``info`` (B,) tensors:
         ``"pure_rotation"`` (the rotation model won: R is the rotation-only fit, t = 0, ``valid`` False),
-        ``"rotation_valid"`` (``valid | pure_rotation``), ``"planar"`` (the homography won: ``valid`` False, R and t
-        are the essential solution, which may be the wrong one of the two a plane admits),
+        ``"rotation_valid"`` (``valid | pure_rotation``), ``"planar"`` (the homography won; the pose stands but may be
+        the wrong one of the two a plane admits),
         ``"model"`` (0 essential, 1 homography, 2 rotation) and ``"model_confidence"``, ``"low_parallax"``,
         ``"median_parallax_px"``, ``"median_sampson_px"``, ``"cheiral_fraction"``, ``"num_points"``,
         ``"num_inliers"``, ``"num_hypotheses"``, ``"msac_cost"`` and ``"degenerate"`` (too few usable points or no
@@ -301,10 +303,9 @@ def solve_essential_ransac(x1: torch.Tensor, x2: torch.Tensor, K: torch.Tensor, 
         median_parallax = weighted_median(selection["rotation_error_sq"].sqrt(), w * inliers)
     pure_rotation = found & (selection["model"] == ROTATION) & rot.valid
     planar = found & (selection["model"] == HOMOGRAPHY)
-    valid = found & ~pure_rotation & ~planar & (cheiral >= MIN_CHEIRAL_FRACTION)
-    reported = valid | planar
-    R_out = torch.where(pure_rotation[:, None, None], rot.R, torch.where(reported[:, None, None], R, eye))
-    t_out = torch.where(reported[:, None], t, torch.zeros_like(t))
+    valid = found & ~pure_rotation & (cheiral >= MIN_CHEIRAL_FRACTION)
+    R_out = torch.where(pure_rotation[:, None, None], rot.R, torch.where(valid[:, None, None], R, eye))
+    t_out = torch.where(valid[:, None], t, torch.zeros_like(t))
     inliers_out = torch.where(pure_rotation[:, None], selection["rotation_inliers"], inliers)
     info = {
         "pure_rotation": pure_rotation,
