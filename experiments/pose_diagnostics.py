@@ -45,11 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     from torch.utils.data import default_collate
 
     from priordepth_core.evaluate.depth_cli import load_depth_model
+    from priordepth_core.evaluate.pose_pairs import match_pairs
     from priordepth_core.geometry.camera import unproject_points
     from priordepth_core.geometry.pose import solve_essential_ransac, solve_pnp_ransac
     from priordepth_core.geometry.se3 import rotation_error_deg, translation_direction_error_deg
     from priordepth_core.losses.sparse_prior import sample_depth_at
-    from priordepth_core.models import gather_matches, match_descriptors, select_keypoints
     from priordepth_core.train.config import load_config
     from priordepth_core.train.datasets import build_split
     from priordepth_core.train.keypoints import load_keypoint_net
@@ -73,12 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     batch = default_collate([dataset[int(i)] for i in order])
     image, context, K = batch["image"], batch["context"][:, 0], batch["K"]
     T_true, depth_true = batch["T_context_target"][:, 0], batch["depth_gt"]
-    @torch.no_grad()
     def matches_of(keypoint_net):
-        target = select_keypoints(keypoint_net(image), top_k=config.pose.top_k)
-        other = select_keypoints(keypoint_net(context), top_k=config.pose.top_k)
-        match = match_descriptors(target["descriptors"], other["descriptors"], target["valid"], other["valid"])
-        return gather_matches(target, other, match)
+        return match_pairs(keypoint_net, image, context, top_k=config.pose.top_k)
 
     pretrained_matches = matches_of(load_keypoint_net(args.keypoints)[0])
     x_target, x_context, weights = pretrained_matches
