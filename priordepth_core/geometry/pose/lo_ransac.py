@@ -71,6 +71,7 @@ LO_ITERATIONS = 4
 FINAL_ITERATIONS = 8
 # LO only chooses the start and inliers of the float64 final refinement: float32 halves its cost.
 LO_DTYPE = torch.float32
+LO_STEP_TOLERANCE = 1e-5
 CHEIRALITY_POINTS = 128
 # A valid pose has at least this fraction of the inlier weight in front of both cameras.
 MIN_CHEIRAL_FRACTION = 0.5
@@ -186,7 +187,8 @@ def _local_optimisation(E, b1, b2, x1h, x2h, K1_inv, K2_inv, w, usable, threshol
     R, t = R.to(LO_DTYPE), t.to(LO_DTYPE)
     for factor in LO_SCHEDULE:
         inliers = msac_score(residual_sq[:, None], factor * threshold_px, usable_k)[1][:, 0]
-        R, t, _ = refine_pose(R, t, x1k, x2k, wk * inliers, K1k, K2k, threshold_px, LO_ITERATIONS)
+        R, t, _ = refine_pose(R, t, x1k, x2k, wk * inliers, K1k, K2k, threshold_px, LO_ITERATIONS,
+                              step_tolerance=LO_STEP_TOLERANCE)
         residual_sq = sampson_residuals(R, t, x1k, x2k, K1k, K2k).square()
     cost, inliers = msac_score(residual_sq[:, None], threshold_px, usable_k)
     cost = torch.where(degenerate, torch.full_like(cost[:, 0], float("inf")), cost[:, 0]).view(B, k)
