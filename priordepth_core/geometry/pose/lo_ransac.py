@@ -14,7 +14,9 @@
 3. Final refinement on the winner's inliers (weights times the inlier mask) with
    :func:`.essential_refinement.refine_pose_differentiable`: gradients w.r.t. points, weights and intrinsics come
    from the implicit function theorem at the optimum, not from unrolling RANSAC.
-4. Model selection (:mod:`.model_selection`, GRIC): pure rotation wins -> ``valid=False``, ``info["pure_rotation"]``,
+4. Model selection (:mod:`.model_selection`, GRIC): pure rotation wins (or a homography that the rotation model
+   explains better than the essential one, or an essential fit with most inliers behind a camera) -> ``valid=False``,
+   ``info["pure_rotation"]``,
    R = the rotation-only fit (differentiable), t = 0 (never a random direction); homography wins -> ``info["planar"]``,
    the pose stands: on the project's low-parallax handheld and driving pairs the homography often wins while the
    essential pose is right (7 of 11 handheld pairs within 15 degrees), but on a truly planar scene it may be the
@@ -43,7 +45,7 @@ from .essential import (
 )
 from .essential_refinement import refine_pose, refine_pose_differentiable, sampson_residuals
 from .five_point import solve_five_point
-from .model_selection import HOMOGRAPHY, ROTATION, select_model
+from .model_selection import ESSENTIAL, HOMOGRAPHY, ROTATION, select_model
 from .procrustes import solve_procrustes
 from .ransac import gather_sets, msac_score, required_hypotheses, sample_minimal_sets
 from .result import PoseEstimate
@@ -322,8 +324,17 @@ def solve_essential_ransac(x1: torch.Tensor, x2: torch.Tensor, K: torch.Tensor, 
                                                  torch.zeros_like(weights)).double(), with_translation=False)
     with torch.no_grad():
         median_parallax = weighted_median(selection["rotation_error_sq"].sqrt(), w * inliers)
-    pure_rotation = found & (selection["model"] == ROTATION) & rot.valid
-    planar = found & (selection["model"] == HOMOGRAPHY)
+    # Pure rotation: the rotation model wins; or a homography wins but the rotation model beats the essential one
+    # (a plane at infinity); or the essential model wins with most inlier weight behind a camera (no valid
+    # translation). Measured on 48 pairs per regime of KeypointNet matches (seed 1, not the benchmark's): pure
+    # rotation flagged 71 % -> 90 %, driving usable 94 % -> 94 %, handheld usable 6 % -> 4 %.
+    model = selection["model"]
+    gric = selection["gric"]
+    rotation_like = ((model == ROTATION) | ((model == HOMOGRAPHY) & (gric[:, ROTATION] < gric[:, ESSENTIAL]))
+                     | ((model == ESSENTIAL) & (cheiral < MIN_CHEIRAL_FRACTION)))
+    pure_rotation = found & rotation_like & rot.valid
+    model = torch.where(pure_rotation, torch.full_like(model, ROTATION), model)
+    planar = found & (model == HOMOGRAPHY)
     valid = found & ~pure_rotation & (cheiral >= MIN_CHEIRAL_FRACTION)
     R_out = torch.where(pure_rotation[:, None, None], rot.R, torch.where(valid[:, None, None], R, eye))
     t_out = torch.where(valid[:, None], t, torch.zeros_like(t))
@@ -332,7 +343,7 @@ def solve_essential_ransac(x1: torch.Tensor, x2: torch.Tensor, K: torch.Tensor, 
         "pure_rotation": pure_rotation,
         "rotation_valid": valid | pure_rotation,
         "planar": planar,
-        "model": torch.where(found, selection["model"], torch.full_like(selection["model"], -1)),
+        "model": torch.where(found, model, torch.full_like(model, -1)),
         "model_confidence": torch.where(found, selection["confidence"], torch.zeros_like(selection["confidence"])),
         "low_parallax": found & (median_parallax < min_parallax_px),
         "median_parallax_px": median_parallax,
