@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..config_schema import ConfigError, check_fields, load, merge, one_of, ranged
 from ..models.depth_net import INPUT_MULTIPLE
+from ..pose import POSE_SOURCE_NAMES
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 SCALE_MODES = ("relative", "camera_height")
@@ -37,6 +38,9 @@ class PipelineConfig:
     scale_mode: str = one_of("relative", SCALE_MODES)
     # Height of the optical centre above the ground in metres, for scale_mode "camera_height" (KITTI: 1.65).
     camera_height_m: float = ranged(1.65, 0.01, 100.0)
+    # How the pose between frames is found, by the name the trainer's pose.source uses (priordepth_core.pose):
+    # "pnp_essential" = PnP on the reference's lifted keypoints, the essential matrix where PnP finds too few inliers.
+    pose_source: str = one_of("pnp_essential", POSE_SOURCE_NAMES)
     # Keypoints kept per frame (the best-scoring KeypointNet cells).
     max_keypoints: int = ranged(512, 8, 16384)
     # Pose from fewer inliers than this is "degraded"; from fewer than half of it, tracking is "lost".

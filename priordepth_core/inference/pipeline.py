@@ -6,18 +6,20 @@ Per frame (``Pipeline.process``)::
       -> DepthNet -> depth (network scale; x camera-height scale) -> upsampled to (H, W)
       -> KeypointNet -> best cells -> keypoints, scores, descriptors; lifted to 3D with the depth
       -> mutual nearest-neighbour + ratio matching against the reference frame's descriptors
-      -> PnP-RANSAC of the reference's lifted keypoints on the current keypoints (essential matrix as fallback)
+      -> the pose source ``pose_source`` (default ``pnp_essential``: PnP-RANSAC of the reference's lifted keypoints
+         on the current keypoints, the essential matrix as fallback)
       -> T_ref_curr -> T_odom_curr, covariance, tracking state
 
 State kept between frames: the reference frame (normally the previous frame) with its keypoints, descriptors and
 lifted keypoints (never recomputed), its odometry pose and covariance, the last motion and the blur statistics.
 
 Tracking states: OK with at least ``min_inliers`` inliers on a sharp, translating view; DEGRADED with fewer (but at
-least half), on a blurred frame, on pure rotation (the motion does not observe depth) or when only the essential
-fallback worked; LOST below half or without a pose. While lost the pose is held (or extrapolated, ``lost_motion``)
-with ``LOST_VARIANCE`` on the covariance diagonal, depth keeps coming, and the next frames are matched against the
-last well-tracked frame so the pose recovers exactly where it was; after ``max_frames_lost_reference`` frames the
-newest frame becomes the reference at the held pose (re-anchoring, said in ``message``).
+least half), on a blurred frame, on pure rotation (the motion does not observe depth) or when only the pose source's
+fallback (the essential matrix) worked; LOST below half or without a pose. While lost the pose is held (or
+extrapolated, ``lost_motion``) with ``LOST_VARIANCE`` on the covariance diagonal, depth keeps coming, and the next
+frames are matched against the last well-tracked frame so the pose recovers exactly where it was; after
+``max_frames_lost_reference`` frames the newest frame becomes the reference at the held pose (re-anchoring, said in
+``message``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -32,6 +35,7 @@ import numpy as np
 import torch
 
 from ..models import gather_matches, match_descriptors, select_keypoints
+from ..pose import PoseSourceSettings, build_pose_source
 from .backends import NetworkBackend, create_backend
 from .config import PipelineConfig
 from .ground_plane import estimate_camera_height
@@ -53,6 +57,29 @@ MIN_TEXTURE_SHARPNESS = 1e-5
 SCALE_HISTORY = 15
 # Intrinsics equal within this relative tolerance count as unchanged.
 K_RTOL = 1e-6
+
+
+@dataclass
+class _Frame:
+    """This frame's network outputs (numpy, network resolution)."""
+
+    depth_net: np.ndarray  # (h, w) the network's depth, before ``scale``
+    scale: float
+    scale_source: str
+    keypoints_net: np.ndarray  # (N, 2) valid keypoints
+    points: np.ndarray  # (N, 3) keypoints lifted with the scaled depth
+    keypoints: dict[str, torch.Tensor]  # select_keypoints output of batch 1, valid keypoints only
+
+
+@dataclass
+class _Pairing:
+    """Matches of this frame to the reference: index pairs, and the matched pixels and weights (None without any)."""
+
+    matches: np.ndarray  # (M, 2) int64 (reference index, current index)
+    previous_keypoints: np.ndarray  # (P, 2) the reference's keypoints at the input resolution
+    x_ref: np.ndarray | None = None  # (M, 2)
+    x_curr: np.ndarray | None = None  # (M, 2)
+    weights: np.ndarray | None = None  # (M,)
 
 
 class _Reference:
@@ -106,6 +133,12 @@ class Pipeline:
             config.backend, self.model, self.input_size, config.device, config.num_threads, config.precision,
             config.onnx_cache)
         self.cell = self.model.keypoint_net.cell
+        self.pose_source = build_pose_source(config.pose_source, PoseSourceSettings(
+            num_hypotheses=config.ransac_hypotheses, threshold_px=config.ransac_threshold_px,
+            min_inliers=config.min_inliers, differentiable=False, pnp_dtype=torch.float32))
+        if self.pose_source.needs_posenet:
+            raise ValueError(f"pose_source {config.pose_source!r} needs a PoseNet, which the inference model has not; "
+                             "use a source that solves from keypoint matches")
         self._executor = (concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="priordepth-depth")
                           if config.concurrent_networks else None)
         self._clear("first frame")
@@ -200,7 +233,49 @@ class Pipeline:
         timings = dict.fromkeys(TIMING_STAGES, 0.0)
         image_hw = image_rgb.shape[:2]
         messages: list[str] = []
+        reinitialized = self._follow_camera(image_hw, K, messages)
+        tensor, K_net, sharpness = self._preprocess(image_rgb, K)
+        timings["preprocess"] = (time.perf_counter() - start) * 1e3
 
+        frame = self._run_networks(tensor, K_net, timings, messages)
+        reference = self._reference
+        t = time.perf_counter()
+        pairing = self._match(frame, reference)
+        if reference is not None:
+            t, timings["matching"] = _lap(t)
+        relative = self._relative_pose(frame, reference, pairing, K_net)
+
+        state, T_odom, covariance_body, T_prev_curr, covariance_rel, state_message = self._track(
+            relative, reference, sharpness)
+        if state_message:
+            messages.append(state_message)
+        keypoints_input = _to_input_pixels(frame.keypoints_net, self.input_size, image_hw)
+        self._update_reference(state, frame.keypoints, frame.points, T_odom, covariance_body, keypoints_input,
+                               frame.scale, stamp, messages)
+        self._T_odom_last, self._covariance_last = T_odom, covariance_body
+        t, timings["pose"] = _lap(t)
+
+        depth = _upsample_depth(frame.depth_net * frame.scale, image_hw)
+        timings["total"] = (time.perf_counter() - start) * 1e3
+        covariance = (np.eye(6) * LOST_VARIANCE if state == TrackingState.LOST
+                      else rotate_covariance(covariance_body, T_odom[:3, :3]))
+        relative_covariance = (np.eye(6) * LOST_VARIANCE if covariance_rel is None
+                               else rotate_covariance(covariance_rel, invert(relative.T_curr_ref)[:3, :3]))
+        return FrameResult(
+            stamp=stamp, depth=depth, keypoints=keypoints_input.astype(np.float32),
+            keypoint_scores=frame.keypoints["scores"][0].numpy().astype(np.float32),
+            points_camera=frame.points.astype(np.float32), matches=pairing.matches,
+            match_inliers=np.zeros(0, dtype=bool) if relative is None else np.asarray(relative.inliers, dtype=bool),
+            previous_keypoints=pairing.previous_keypoints, T_prev_curr=T_prev_curr, T_odom_curr=T_odom,
+            covariance=covariance, tracking_state=state, scale_source=frame.scale_source, timings_ms=timings,
+            reinitialized=reinitialized, message="; ".join(messages),
+            num_inliers=0 if relative is None else relative.num_inliers, relative_covariance=relative_covariance,
+            scale=float(frame.scale), sharpness=sharpness,
+            reference_stamp=float("nan") if reference is None else reference.stamp)
+
+    # ------------------------------------------------------------------------------------------------ stages
+    def _follow_camera(self, image_hw: tuple[int, int], K: np.ndarray, messages: list[str]) -> bool:
+        """Re-initialise on an image size or intrinsics change; True when this frame has nothing to track against."""
         if self._image_size is not None and image_hw != self._image_size:
             self._reinitialise(f"image size changed from {self._image_size[1]}x{self._image_size[0]} to "
                                f"{image_hw[1]}x{image_hw[0]}")
@@ -211,20 +286,24 @@ class Pipeline:
             messages.append(self._pending_reinit)
             self._pending_reinit = ""
         self._image_size, self._K = image_hw, K.copy()
+        return reinitialized
 
-        # Preprocess: resize (area averaging when shrinking) and scale K alike.
+    def _preprocess(self, image_rgb: np.ndarray, K: np.ndarray) -> tuple[torch.Tensor, np.ndarray, float]:
+        """Network input (1, 3, h, w) in [0, 1] (area averaging when shrinking), K scaled alike, and sharpness."""
+        image_hw = image_rgb.shape[:2]
         h, w = self.input_size
         resized = image_rgb if image_hw == (h, w) else cv2.resize(
             image_rgb, (w, h), interpolation=cv2.INTER_AREA if h * w < image_hw[0] * image_hw[1] else cv2.INTER_LINEAR)
         if not resized.flags.writeable:  # e.g. a decoded ROS message buffer; torch wants to own writable memory
             resized = resized.copy()
         tensor = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)[None].float().div_(255.0)
-        K_net = self._network_intrinsics(K, image_hw)
         grey = cv2.cvtColor(resized, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
         sharpness = float(cv2.Laplacian(grey, cv2.CV_32F).var())
-        t = time.perf_counter()
-        timings["preprocess"] = (t - start) * 1e3
+        return tensor, self._network_intrinsics(K, image_hw), sharpness
 
+    def _run_networks(self, tensor: torch.Tensor, K_net: np.ndarray, timings: dict[str, float],
+                      messages: list[str]) -> _Frame:
+        """DepthNet and KeypointNet (side by side when configured), the depth scale, and the lifted keypoints."""
         if self._executor is not None:
             pending = self._executor.submit(_timed, self.backend.depth, tensor)
             dense, timings["keypoints"] = _timed(self.backend.keypoints, tensor)
@@ -241,65 +320,37 @@ class Pipeline:
         scale, scale_source, scale_message = self._scale(depth_net, K_net)
         if scale_message:
             messages.append(scale_message)
-        t, timings["scale"] = _lap(t)
+        _, timings["scale"] = _lap(t)
 
         valid = keypoints["valid"][0].numpy()
-        kp_net = keypoints["keypoints"][0].numpy()[valid]  # (N, 2)
-        points = _lift(kp_net, depth_net * scale, K_net)  # (N, 3)
-        compact = {key: value[:, torch.from_numpy(valid)] for key, value in keypoints.items()}
+        keypoints_net = keypoints["keypoints"][0].numpy()[valid]  # (N, 2)
+        return _Frame(depth_net=depth_net, scale=scale, scale_source=scale_source, keypoints_net=keypoints_net,
+                      points=_lift(keypoints_net, depth_net * scale, K_net),
+                      keypoints={key: value[:, torch.from_numpy(valid)] for key, value in keypoints.items()})
 
-        matches = np.zeros((0, 2), dtype=np.int64)
-        inliers = np.zeros(0, dtype=bool)
-        previous_keypoints = np.zeros((0, 2), dtype=np.float32)
-        relative: RelativePose | None = None
-        reference = self._reference
-        if reference is not None and len(kp_net) and len(reference.points):
-            match = match_descriptors(reference.keypoints["descriptors"], compact["descriptors"],
-                                      ratio=self.config.match_ratio)
-            x_ref, x_curr, weights = gather_matches(reference.keypoints, compact, match)
-            matched = match["valid"][0].numpy()
-            ref_index = np.nonzero(matched)[0]
-            cur_index = match["index"][0].numpy()[matched]
-            matches = np.stack([ref_index, cur_index], axis=1).astype(np.int64)
-            previous_keypoints = reference.keypoints_input
-            t, timings["matching"] = _lap(t)
-            init = invert(self._motion_last) if self._motion_valid and self._frames_lost == 0 else None
-            relative = estimate_relative_pose(
-                reference.points[ref_index], x_ref[0].numpy()[matched], x_curr[0].numpy()[matched],
-                weights[0].numpy()[matched], K_net, self.config.min_inliers, self.config.ransac_hypotheses,
-                self.config.ransac_threshold_px, self._generator, init, LOST_VARIANCE)
-            inliers = relative.inliers
-        elif reference is not None:
-            previous_keypoints = reference.keypoints_input
-            t, timings["matching"] = _lap(t)
+    def _match(self, frame: _Frame, reference: _Reference | None) -> _Pairing:
+        """Mutual nearest-neighbour + ratio matches of this frame's descriptors to the reference's."""
+        previous = np.zeros((0, 2), dtype=np.float32) if reference is None else reference.keypoints_input
+        if reference is None or not len(frame.keypoints_net) or not len(reference.points):
+            return _Pairing(np.zeros((0, 2), dtype=np.int64), previous)
+        match = match_descriptors(reference.keypoints["descriptors"], frame.keypoints["descriptors"],
+                                  ratio=self.config.match_ratio)
+        x_ref, x_curr, weights = gather_matches(reference.keypoints, frame.keypoints, match)
+        matched = match["valid"][0].numpy()
+        ref_index = np.nonzero(matched)[0]
+        cur_index = match["index"][0].numpy()[matched]
+        return _Pairing(np.stack([ref_index, cur_index], axis=1).astype(np.int64), previous,
+                        x_ref[0].numpy()[matched], x_curr[0].numpy()[matched], weights[0].numpy()[matched])
 
-        state, T_odom, covariance_body, T_prev_curr, covariance_rel, state_message = self._track(
-            relative, reference, sharpness)
-        if state_message:
-            messages.append(state_message)
-        keypoints_input = _to_input_pixels(kp_net, (h, w), image_hw)
-        self._update_reference(state, compact, points, T_odom, covariance_body, keypoints_input, scale, stamp,
-                               messages)
-        self._T_odom_last, self._covariance_last = T_odom, covariance_body
-        t, timings["pose"] = _lap(t)
+    def _relative_pose(self, frame: _Frame, reference: _Reference | None, pairing: _Pairing,
+                       K_net: np.ndarray) -> RelativePose | None:
+        """``T_curr_ref`` from the configured pose source (None without matches), the last motion as its prior."""
+        if pairing.x_ref is None:
+            return None
+        init = invert(self._motion_last) if self._motion_valid and self._frames_lost == 0 else None
+        return estimate_relative_pose(self.pose_source, reference.points[pairing.matches[:, 0]], pairing.x_ref,
+                                      pairing.x_curr, pairing.weights, K_net, self._generator, init, LOST_VARIANCE)
 
-        depth = _upsample_depth(depth_net * scale, image_hw)
-        timings["total"] = (time.perf_counter() - start) * 1e3
-        covariance = (np.eye(6) * LOST_VARIANCE if state == TrackingState.LOST
-                      else rotate_covariance(covariance_body, T_odom[:3, :3]))
-        relative_covariance = (np.eye(6) * LOST_VARIANCE if covariance_rel is None
-                               else rotate_covariance(covariance_rel, invert(relative.T_curr_ref)[:3, :3]))
-        return FrameResult(
-            stamp=stamp, depth=depth, keypoints=keypoints_input.astype(np.float32),
-            keypoint_scores=compact["scores"][0].numpy().astype(np.float32), points_camera=points.astype(np.float32),
-            matches=matches, match_inliers=np.asarray(inliers, dtype=bool), previous_keypoints=previous_keypoints,
-            T_prev_curr=T_prev_curr, T_odom_curr=T_odom, covariance=covariance, tracking_state=state,
-            scale_source=scale_source, timings_ms=timings, reinitialized=reinitialized, message="; ".join(messages),
-            num_inliers=0 if relative is None else relative.num_inliers, relative_covariance=relative_covariance,
-            scale=float(scale), sharpness=sharpness,
-            reference_stamp=float("nan") if reference is None else reference.stamp)
-
-    # ------------------------------------------------------------------------------------------------ stages
     def _scale(self, depth_net: np.ndarray, K_net: np.ndarray) -> tuple[float, str, str]:
         """Depth scale factor, its source, and a message when the camera-height scale is not (yet) available."""
         if self.config.scale_mode != "camera_height":
@@ -352,8 +403,8 @@ class Pipeline:
             reasons.append(f"few inlier matches ({relative.num_inliers} < {config.min_inliers})")
         if blurred:
             reasons.append("image blurred")
-        if relative.method == "essential":
-            reasons.append("PnP failed; pose from the essential matrix with depth scale")
+        if relative.fallback_note:
+            reasons.append(relative.fallback_note)
         noise_floor = max(config.pure_rotation_parallax_px,
                           config.pure_rotation_parallax_ratio * relative.median_residual_px)
         if relative.rotation_deg >= config.pure_rotation_min_deg and relative.parallax_px < noise_floor:

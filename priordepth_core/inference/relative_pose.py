@@ -1,8 +1,9 @@
-"""Frame-to-frame pose from matched keypoints: robust PnP on the reference frame's lifted keypoints, the essential
-matrix (translation length from depth) as a fallback, and the pose's covariance from the reprojection residuals.
+"""Frame-to-frame pose from matched keypoints through a pose source of :mod:`priordepth_core.pose` (by default
+``pnp_essential``: robust PnP on the reference frame's lifted keypoints, the essential matrix with the translation
+length from depth as its fallback), and the pose's covariance from the reprojection residuals.
 
-Inference runs one pair at a time, so the batched solvers of :mod:`priordepth_core.geometry.pose` run at batch 1
-without their differentiable final step (``refine=False``: nothing is back-propagated here).
+Inference runs one pair at a time, so the batched sources run at batch 1, without the differentiable final step
+(``differentiable=False``: nothing is back-propagated here).
 """
 
 from __future__ import annotations
@@ -12,14 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..geometry.pose import recover_translation_scale, solve_essential_ransac, solve_pnp_ransac
+from ..pose import PoseProblem, PoseSource
 
 # Reprojection noise never assumed smaller than this (pixels at the network input): keypoints are quantised by the
 # network's cell regression, and exact synthetic data must not produce a zero covariance.
 MIN_SIGMA_PX = 0.25
-# Essential-matrix fallback: Sampson threshold factor relative to the PnP threshold, and its hypothesis budget.
-ESSENTIAL_HYPOTHESES = 128
-MIN_ESSENTIAL_MATCHES = 8
 
 
 @dataclass
@@ -29,7 +27,7 @@ class RelativePose:
     Attributes:
         T_curr_ref: (4, 4) float64 mapping reference-camera points into the current camera (identity if invalid).
         valid: a pose was found.
-        method: "pnp", "essential" or "none".
+        method: the model whose pose this is ("pnp", "essential", ...) or "none".
         inliers: (M,) bool over the matches.
         num_inliers: inlier count.
         covariance: (6, 6) of the left perturbation ``(v, omega)`` of ``T_curr_ref`` (translation first), in the
@@ -39,6 +37,8 @@ class RelativePose:
         rotation_deg: rotation angle of ``T_curr_ref``.
         median_residual_px: median reprojection error of the inliers under the full pose (network pixels); the
             keypoints' noise level, against which ``parallax_px`` is judged.
+        fallback_note: why the pose source's fallback gave this pose (the Pipeline reports it degraded); "" when
+            the primary's pose is used.
     """
 
     T_curr_ref: np.ndarray
@@ -51,6 +51,7 @@ class RelativePose:
     parallax_px: float = 0.0
     rotation_deg: float = 0.0
     median_residual_px: float = float("inf")
+    fallback_note: str = ""
 
 
 def invalid_pose(num_matches: int, variance: float) -> RelativePose:
@@ -134,23 +135,23 @@ def _finish(R: np.ndarray, t: np.ndarray, inliers: np.ndarray, method: str, X: n
                         median)
 
 
-def estimate_relative_pose(points_ref: np.ndarray, x_ref: np.ndarray, x_curr: np.ndarray, weights: np.ndarray,
-                           K: np.ndarray, min_inliers: int, num_hypotheses: int, threshold_px: float,
-                           generator: torch.Generator, init_T_curr_ref: np.ndarray | None = None,
-                           lost_variance: float = 1e6) -> RelativePose:
+def estimate_relative_pose(source: PoseSource, points_ref: np.ndarray, x_ref: np.ndarray, x_curr: np.ndarray,
+                           weights: np.ndarray, K: np.ndarray, generator: torch.Generator,
+                           init_T_curr_ref: np.ndarray | None = None, lost_variance: float = 1e6) -> RelativePose:
     """Pose of the current camera from matched keypoints of a reference frame lifted to 3D with its depth.
 
-    PnP (6-point MSAC, local optimisation) on ``points_ref`` -> ``x_curr``; when it finds fewer than
-    ``min_inliers`` inliers, the essential matrix between ``x_ref`` and ``x_curr`` with the translation length taken
-    from the reference depth (``points_ref[:, 2]``) is tried, and the better supported pose is kept.
+    The reference is the pose source's target frame and the current frame its context, so the source's
+    ``T_context_target`` is ``T_curr_ref``. With the Pipeline's default ``pnp_essential``: PnP (6-point MSAC, local
+    optimisation) on ``points_ref`` -> ``x_curr``, and where it finds fewer than ``min_inliers`` inliers the essential
+    matrix between ``x_ref`` and ``x_curr`` with the translation length from the reference depth
+    (``points_ref[:, 2]``), the better supported pose kept.
 
     Args:
+        source: the pose source (:func:`priordepth_core.pose.build_pose_source`).
         points_ref: (M, 3) matched reference keypoints in the reference camera.
         x_ref: (M, 2) their pixels; x_curr: (M, 2) the matched current pixels (network input resolution).
         weights: (M,) non-negative match weights.
         K: (3, 3) intrinsics at the network input resolution.
-        min_inliers: the support a pose needs to be preferred over the fallback.
-        num_hypotheses, threshold_px: RANSAC budget and inlier threshold (pixels).
         generator: RNG of the sampling (reproducible runs).
         init_T_curr_ref: optional (4, 4) motion prior (constant velocity) competing with the sampled hypotheses.
         lost_variance: covariance diagonal reported when no pose is found.
@@ -159,52 +160,21 @@ def estimate_relative_pose(points_ref: np.ndarray, x_ref: np.ndarray, x_curr: np
         :class:`RelativePose`.
     """
     M = len(points_ref)
-    if M < 6:
+    problem = PoseProblem(
+        K=torch.from_numpy(np.asarray(K, dtype=np.float64))[None],
+        x_target=torch.from_numpy(np.ascontiguousarray(x_ref, dtype=np.float64))[None],
+        x_context=torch.from_numpy(np.ascontiguousarray(x_curr, dtype=np.float64))[None],
+        weights=torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float64))[None],
+        points_target=torch.from_numpy(np.ascontiguousarray(points_ref, dtype=np.float64))[None],
+        init_T_context_target=(None if init_T_curr_ref is None
+                               else torch.from_numpy(np.asarray(init_T_curr_ref, dtype=np.float64))[None]))
+    with torch.no_grad():
+        result = source.solve(problem, generator)
+    if not bool(result.valid[0]):
         return invalid_pose(M, lost_variance)
-    X = torch.from_numpy(np.ascontiguousarray(points_ref, dtype=np.float32))[None]
-    xc = torch.from_numpy(np.ascontiguousarray(x_curr, dtype=np.float32))[None]
-    Kt = torch.from_numpy(np.asarray(K, dtype=np.float32))[None]
-    w = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32))[None]
-    init = None
-    if init_T_curr_ref is not None:
-        T0 = torch.from_numpy(np.asarray(init_T_curr_ref, dtype=np.float32))
-        init = (T0[None, :3, :3], T0[None, :3, 3])
-    with torch.no_grad():
-        est = solve_pnp_ransac(X, xc, Kt, w, num_hypotheses=num_hypotheses, threshold_px=threshold_px,
-                               generator=generator, refine=False, init=init)
-    best = None
-    if bool(est.valid[0]):
-        inliers = est.inliers[0].numpy()
-        best = _finish(est.R[0].double().numpy(), est.t[0].double().numpy(), inliers, "pnp",
-                       points_ref.astype(np.float64), x_ref.astype(np.float64), x_curr.astype(np.float64), K)
-    if (best is None or best.num_inliers < min_inliers) and M >= MIN_ESSENTIAL_MATCHES:
-        fallback = _essential_fallback(points_ref, x_ref, x_curr, weights, K, threshold_px, generator)
-        if fallback is not None and (best is None or fallback.num_inliers > best.num_inliers):
-            best = fallback
-    return best if best is not None else invalid_pose(M, lost_variance)
-
-
-def _essential_fallback(points_ref, x_ref, x_curr, weights, K, threshold_px, generator) -> RelativePose | None:
-    """Essential matrix + depth-scaled translation; its covariance comes from the reprojection of the lifted points."""
-    x1 = torch.from_numpy(np.ascontiguousarray(x_ref, dtype=np.float64))[None]
-    x2 = torch.from_numpy(np.ascontiguousarray(x_curr, dtype=np.float64))[None]
-    Kt = torch.from_numpy(np.asarray(K, dtype=np.float64))[None]
-    w = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float64))[None]
-    with torch.no_grad():
-        est = solve_essential_ransac(x1, x2, Kt, w, num_hypotheses=ESSENTIAL_HYPOTHESES, threshold_px=threshold_px,
-                                     generator=generator if generator.device.type == "cpu" else None)
-        pure_rotation = bool(est.info.get("pure_rotation", torch.zeros(1, dtype=torch.bool))[0])
-        if not (bool(est.valid[0]) or pure_rotation):
-            return None
-        depth_at_x1 = torch.from_numpy(np.ascontiguousarray(points_ref[:, 2], dtype=np.float64))[None]
-        scale, scale_valid = recover_translation_scale(x1, x2, Kt, est.R, est.t, depth_at_x1=depth_at_x1,
-                                                       weights=w * est.inliers.double())
-    if pure_rotation:
-        t = np.zeros(3)
-    elif bool(scale_valid[0]):
-        t = (est.t[0] * scale[0]).numpy()
-    else:
-        return None
-    pose = _finish(est.R[0].numpy(), t, est.inliers[0].numpy(), "essential", points_ref.astype(np.float64),
-                   x_ref.astype(np.float64), x_curr.astype(np.float64), K)
-    return pose if pose.valid else None
+    T = result.T_context_target[0].double().numpy()
+    pose = _finish(T[:3, :3], T[:3, 3], result.inliers[0].numpy(), result.methods()[0],
+                   points_ref.astype(np.float64), x_ref.astype(np.float64), x_curr.astype(np.float64), K)
+    if pose.valid and bool(result.fallback_used[0]):
+        pose.fallback_note = result.fallback_note
+    return pose if pose.valid else invalid_pose(M, lost_variance)

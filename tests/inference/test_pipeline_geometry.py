@@ -9,8 +9,15 @@ import torch
 from priordepth_core.inference.ground_plane import estimate_camera_height
 from priordepth_core.inference.odometry import adjoint, invert, propagate, rotate_covariance
 from priordepth_core.inference.relative_pose import estimate_relative_pose, reprojection_covariance
+from priordepth_core.pose import PoseSourceSettings, build_pose_source
 
 K = np.array([[180.0, 0.0, 159.5], [0.0, 180.0, 47.5], [0.0, 0.0, 1.0]])
+
+
+def pipeline_source(threshold_px: float):
+    """The Pipeline's default pose source with its inference settings (min_inliers 20, 64 hypotheses)."""
+    return build_pose_source("pnp_essential", PoseSourceSettings(
+        num_hypotheses=64, threshold_px=threshold_px, min_inliers=20, differentiable=False, pnp_dtype=torch.float32))
 
 
 def ground_depth(height_m: float, pitch_deg: float, size=(96, 320)) -> np.ndarray:
@@ -60,7 +67,7 @@ def test_pipeline_pnp_covariance_matches_monte_carlo():
     generator = torch.Generator().manual_seed(0)
     for _ in range(60):
         noisy = pixels + rng.normal(0, noise_px, pixels.shape)
-        pose = estimate_relative_pose(points, pixels, noisy, np.ones(len(points)), K, 20, 64, 3.0, generator)
+        pose = estimate_relative_pose(pipeline_source(3.0), points, pixels, noisy, np.ones(len(points)), K, generator)
         assert pose.valid and pose.method == "pnp" and pose.num_inliers > 140
         estimates.append(pose.T_curr_ref[:3, 3] - t)
         covariances.append(pose.covariance)
@@ -77,13 +84,13 @@ def test_pipeline_pnp_covariance_matches_monte_carlo():
 
 def test_pipeline_relative_pose_invalid_inputs_give_large_covariance():
     generator = torch.Generator().manual_seed(0)
-    few = estimate_relative_pose(np.ones((4, 3)), np.zeros((4, 2)), np.zeros((4, 2)), np.ones(4), K, 20, 64, 2.0,
-                                 generator, lost_variance=1e4)
+    few = estimate_relative_pose(pipeline_source(2.0), np.ones((4, 3)), np.zeros((4, 2)), np.zeros((4, 2)),
+                                 np.ones(4), K, generator, lost_variance=1e4)
     assert not few.valid and few.method == "none"
     assert np.array_equal(few.covariance, np.eye(6) * 1e4) and np.array_equal(few.T_curr_ref, np.eye(4))
     rng = np.random.default_rng(1)
-    garbage = estimate_relative_pose(rng.uniform(1, 5, (50, 3)), rng.uniform(0, 300, (50, 2)),
-                                     rng.uniform(0, 300, (50, 2)), np.ones(50), K, 20, 64, 2.0, generator)
+    garbage = estimate_relative_pose(pipeline_source(2.0), rng.uniform(1, 5, (50, 3)), rng.uniform(0, 300, (50, 2)),
+                                     rng.uniform(0, 300, (50, 2)), np.ones(50), K, generator)
     assert garbage.num_inliers < 20
     assert np.isfinite(garbage.T_curr_ref).all() and np.isfinite(garbage.covariance).all()
 

@@ -1,0 +1,174 @@
+"""The pose sources: one class each, one interface, ``solve(problem, generator) -> PoseResult``.
+
+- :class:`PoseNetSource` (``posenet``): MonoDepth2's PoseNet prediction, given in the problem; never fails.
+- :class:`PnPSource` (``pnp``): target keypoints lifted to 3D with the depth, robust PnP to the context keypoints.
+  The translation carries the depth's scale.
+- :class:`EssentialSource` (``essential``): rotation and translation direction from the weighted essential matrix,
+  the translation length from the depth (triangulated vs given depth at the inliers). A pure rotation is detected by
+  the solver and gives t = 0; its pose is valid.
+- :class:`FallbackSource`: a primary source, and where its pose is not supported a fallback's pose when that one is
+  better supported; it records which won per pair (``pnp_essential``, and the trainer's ``pose.fallback``).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+import torch
+
+from ..geometry.pose import recover_translation_scale, solve_essential_ransac, solve_pnp_ransac
+from ..geometry.se3 import make_transform
+from .problem import PoseProblem, PoseSourceSettings
+from .result import PoseResult, invalid_result
+
+# Fewest matches each solver can use (its minimal set); below it no solve is attempted.
+PNP_MIN_MATCHES = 6
+ESSENTIAL_MIN_MATCHES = 8
+
+
+class PoseSource(abc.ABC):
+    """A named way of finding ``T_context_target`` for a batch of frame pairs.
+
+    Attributes:
+        name: the registry name (``pose.source`` of the trainer, ``pose_source`` of the Pipeline).
+        needs_matches: the source solves from keypoint matches (the caller must run the KeypointNet).
+        needs_posenet: the source uses a PoseNet prediction (the caller must run a PoseNet).
+    """
+
+    name: ClassVar[str] = ""
+    needs_matches: ClassVar[bool] = True
+    needs_posenet: ClassVar[bool] = False
+
+    def __init__(self, settings: PoseSourceSettings):
+        self.settings = settings
+
+    @abc.abstractmethod
+    def solve(self, problem: PoseProblem, generator: torch.Generator | None = None) -> PoseResult:
+        """Poses of ``problem``'s pairs; ``generator`` makes the robust sampling reproducible."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    def _result(self, R: torch.Tensor, t: torch.Tensor, valid: torch.Tensor, inliers: torch.Tensor,
+                pure_rotation: torch.Tensor, problem: PoseProblem, failure: str) -> PoseResult:
+        T = make_transform(R, t).to(problem.K.dtype)
+        valid = valid & torch.isfinite(T).flatten(1).all(dim=1)
+        identity = torch.eye(4, dtype=T.dtype, device=T.device).expand_as(T)
+        T = torch.where(valid[:, None, None], T, identity)
+        num_inliers = inliers.sum(dim=1)
+        supported = valid & (num_inliers >= self.settings.min_inliers)
+        return PoseResult(T, valid, supported, inliers, num_inliers, pure_rotation, self.name, failure,
+                          self.settings.min_inliers)
+
+    def _too_few_matches(self, problem: PoseProblem, failure: str) -> PoseResult:
+        return invalid_result(problem.batch_size, problem.num_matches, self.name, failure, self.settings.min_inliers,
+                              problem.K.dtype, problem.K.device)
+
+
+class PoseNetSource(PoseSource):
+    """The PoseNet's prediction as the pose: valid and supported for every pair."""
+
+    name = "posenet"
+    needs_matches = False
+    needs_posenet = True
+
+    def solve(self, problem: PoseProblem, generator: torch.Generator | None = None) -> PoseResult:
+        problem.require(self.name, "posenet_T_context_target")
+        T = problem.posenet_T_context_target
+        true = torch.ones(T.shape[0], dtype=torch.bool, device=T.device)
+        return PoseResult(T, true, true.clone(), None, torch.zeros(T.shape[0], dtype=torch.int64, device=T.device),
+                          torch.zeros_like(true), self.name, "", self.settings.min_inliers)
+
+
+class PnPSource(PoseSource):
+    """Robust PnP of the lifted target keypoints on the context keypoints (seeded by the problem's motion prior)."""
+
+    name = "pnp"
+    FAILURE = "PnP found no pose (too few or degenerate matches)"
+
+    def solve(self, problem: PoseProblem, generator: torch.Generator | None = None) -> PoseResult:
+        problem.require(self.name, "x_target", "x_context", "weights")
+        problem.require_depth(self.name)
+        if problem.num_matches < PNP_MIN_MATCHES:
+            return self._too_few_matches(problem, self.FAILURE)
+        settings = self.settings
+        dtype = settings.pnp_dtype or problem.K.dtype
+        init = problem.init_rotation_translation()
+        if init is not None:
+            init = (init[0].to(dtype), init[1].to(dtype))
+        est = solve_pnp_ransac(problem.target_points(settings.detach_depth).to(dtype), problem.x_context.to(dtype),
+                               problem.K.to(dtype), problem.weights.to(dtype), num_hypotheses=settings.num_hypotheses,
+                               threshold_px=settings.threshold_px, generator=generator,
+                               refine=settings.differentiable, init=init)
+        return self._result(est.R, est.t, est.valid, est.inliers, torch.zeros_like(est.valid), problem, self.FAILURE)
+
+
+class EssentialSource(PoseSource):
+    """Essential matrix for rotation and translation direction, the depth for the translation length."""
+
+    name = "essential"
+    FAILURE = "no essential matrix, or no translation scale from the depth"
+
+    def solve(self, problem: PoseProblem, generator: torch.Generator | None = None) -> PoseResult:
+        problem.require(self.name, "x_target", "x_context", "weights")
+        problem.require_depth(self.name)
+        if problem.num_matches < ESSENTIAL_MIN_MATCHES:
+            return self._too_few_matches(problem, self.FAILURE)
+        x_target, x_context, K, weights = problem.x_target, problem.x_context, problem.K, problem.weights
+        est = solve_essential_ransac(x_target, x_context, K, weights, num_hypotheses=self.settings.num_hypotheses,
+                                     threshold_px=self.settings.threshold_px, generator=generator)
+        pure_rotation = est.info.get("pure_rotation", torch.zeros_like(est.valid))
+        inlier_weights = weights * est.inliers.to(weights.dtype)
+        # The lifted keypoints' depth where the caller has it (the Pipeline), else the depth map at the nearest pixel.
+        if problem.points_target is not None:
+            depth = {"depth_at_x1": problem.points_target[..., 2]}
+        else:
+            depth = {"depth1": problem.depth_target}
+        scale, scale_valid = recover_translation_scale(x_target, x_context, K, est.R, est.t, weights=inlier_weights,
+                                                       **depth)
+        t = torch.where(pure_rotation[:, None], torch.zeros_like(est.t), est.t * scale[:, None])
+        # A detected pure rotation has a correct R and t = 0, whatever the depth.
+        valid = (est.valid | pure_rotation) & (scale_valid | pure_rotation)
+        return self._result(est.R, t, valid, est.inliers, pure_rotation, problem, self.FAILURE)
+
+
+class FallbackSource(PoseSource):
+    """``primary``'s pose, replaced per pair by ``fallback``'s where the primary's is not supported and the fallback's
+    is better: supported, or valid with more inliers (or the primary's invalid).
+
+    Args:
+        primary, fallback: the two sources; the fallback runs only when some pair needs it.
+        name: the registry name of the combination.
+        note: why a fallback pose is used, in words (diagnostics, the Pipeline's message).
+    """
+
+    def __init__(self, primary: PoseSource, fallback: PoseSource, name: str, note: str):
+        super().__init__(primary.settings)
+        self.primary, self.fallback = primary, fallback
+        self.name = name
+        self.note = note
+        self.needs_matches = primary.needs_matches or fallback.needs_matches
+        self.needs_posenet = primary.needs_posenet or fallback.needs_posenet
+
+    def __repr__(self) -> str:
+        return f"FallbackSource({self.name!r}: {self.primary!r} -> {self.fallback!r})"
+
+    def solve(self, problem: PoseProblem, generator: torch.Generator | None = None) -> PoseResult:
+        first = self.primary.solve(problem, generator)
+        needed = ~first.supported
+        if not bool(needed.any()):
+            return first
+        second = self.fallback.solve(problem, generator)
+        better = second.supported | (second.valid & (~first.valid | (second.num_inliers > first.num_inliers)))
+        use = needed & better
+        T = torch.where(use[:, None, None], second.T_context_target.to(first.T_context_target.dtype),
+                        first.T_context_target)
+        inliers, num_inliers, pure_rotation = first.inliers, first.num_inliers, first.pure_rotation
+        if second.inliers is not None:  # a PoseNet fallback has no inliers: the primary's stay as diagnostics
+            inliers = torch.where(use[:, None], second.inliers, first.inliers)
+            num_inliers = torch.where(use, second.num_inliers, first.num_inliers)
+            pure_rotation = torch.where(use, second.pure_rotation, first.pure_rotation)
+        return PoseResult(T, torch.where(use, second.valid, first.valid),
+                          torch.where(use, second.supported, first.supported), inliers, num_inliers, pure_rotation,
+                          first.method, first.failure, first.min_inliers, use, second.method, self.note)
