@@ -34,11 +34,13 @@ class PoseSource(abc.ABC):
         name: the registry name (``pose.source`` of the trainer, ``pose_source`` of the Pipeline).
         needs_matches: the source solves from keypoint matches (the caller must run the KeypointNet).
         needs_posenet: the source uses a PoseNet prediction (the caller must run a PoseNet).
+        has_fallback: some pairs may take a fallback's pose (``PoseResult.fallback_used``).
     """
 
     name: ClassVar[str] = ""
     needs_matches: ClassVar[bool] = True
     needs_posenet: ClassVar[bool] = False
+    has_fallback: ClassVar[bool] = False
 
     def __init__(self, settings: PoseSourceSettings):
         self.settings = settings
@@ -142,6 +144,8 @@ class FallbackSource(PoseSource):
         name: the registry name of the combination.
         note: why a fallback pose is used, in words (diagnostics, the Pipeline's message).
     """
+
+    has_fallback = True
 
     def __init__(self, primary: PoseSource, fallback: PoseSource, name: str, note: str):
         super().__init__(primary.settings)

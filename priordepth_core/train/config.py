@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config_schema import ConfigError, Range, check_fields, load, merge, one_of, ranged, to_dict
+from ..pose import POSE_SOURCE_NAMES
 
-POSE_SOURCES = ("posenet", "essential", "pnp")
 DATA_KINDS = ("suite", "tum", "kitti_odometry", "kitti_raw", "rosbag")
 
 
@@ -75,10 +75,11 @@ class ModelConfig:
 
 @dataclass
 class PoseConfig:
-    # How T_context_target is obtained: posenet (MonoDepth2), essential or pnp (keypoints + geometric solver).
-    source: str = one_of("posenet", POSE_SOURCES)
+    # How T_context_target is obtained: posenet (MonoDepth2), essential, pnp or pnp_essential (keypoints + geometric
+    # solver); the registry of priordepth_core.pose, shared with the Pipeline's pose_source.
+    source: str = one_of("posenet", POSE_SOURCE_NAMES)
     # Keypoint-based sources start from this source for warmup_steps optimiser steps ("" = no warm-up).
-    warmup_source: str = one_of("", ("", *POSE_SOURCES))
+    warmup_source: str = one_of("", ("", *POSE_SOURCE_NAMES))
     warmup_steps: int = ranged(0, 0, None)
     # Keypoints kept per image after NMS.
     top_k: int = ranged(300, 1, None)

@@ -1,18 +1,13 @@
 """The trainable model: DepthNet + (KeypointNet | PoseNet) + a pose source, mapping a batch dict to outputs.
 
-Pose sources (``pose.source``):
+The pose source (``pose.source``, looked up in :mod:`priordepth_core.pose`) finds ``T_context_target`` per context:
+``posenet`` (MonoDepth2's PoseNet regression), ``pnp`` (target keypoints lifted with the predicted depth, robust
+differentiable PnP: the translation carries the depth network's scale), ``essential`` (rotation and direction from
+the weighted essential matrix, length from the predicted depth; pure rotation gives t = 0) or ``pnp_essential``.
 
-- ``posenet``: MonoDepth2's PoseNet regresses ``T_context_target`` from the stacked frames.
-- ``pnp``: target keypoints are lifted to 3D with the predicted depth and a robust, differentiable PnP solves the
-  pose to the matched context keypoints. The translation then carries the depth network's scale, consistent with
-  view synthesis.
-- ``essential``: rotation and translation direction from the weighted essential matrix on matched keypoints; the
-  translation length from the predicted depth (triangulated vs predicted depth at inliers). Pure rotation is
-  detected by the solver and gives t = 0.
-
-A pair whose solve is invalid or has fewer than ``pose.min_inliers`` inliers is reported in ``pose_valid`` and its
-photometric term is masked by the objective (never a NaN, never a silent garbage pose), or, with
-``pose.fallback: posenet``, warped with the PoseNet's pose instead (``pose_fallback``).
+A pair whose pose is not supported (invalid, or fewer than ``pose.min_inliers`` inliers) is reported in
+``pose_valid`` and its photometric term is masked by the objective (never a NaN, never a silent garbage pose), or,
+with ``pose.fallback: posenet``, warped with the PoseNet's pose instead (``pose_fallback``).
 """
 
 from __future__ import annotations
@@ -22,14 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..geometry.camera import unproject_points
-from ..geometry.pose import solve_essential_ransac, solve_pnp_ransac
-from ..geometry.pose.triangulation import recover_translation_scale
-from ..geometry.se3 import make_transform
 from ..losses.keypoint import sample_random_homography, warp_image_homography
-from ..losses.sparse_prior import sample_depth_at
 from ..models import DepthNet, KeypointNet, PoseNet, gather_matches, match_descriptors, select_keypoints
+from ..pose import PoseProblem, PoseSourceSchedule, PoseSourceSettings, build_pose_source
 from .config import ExperimentConfig
+from .keypoints import load_keypoint_net
 
 
 class DepthPoseModel(nn.Module):
@@ -47,8 +39,14 @@ class DepthPoseModel(nn.Module):
         self.depth_net = DepthNet(num_layers=mc.num_layers, lite=mc.lite, min_depth=mc.min_depth,
                                   max_depth=mc.max_depth, scales=tuple(config.loss.scales) if 0 in config.loss.scales
                                   else (0, *config.loss.scales), pretrained_path=mc.pretrained_path or None)
-        sources = {pc.source, pc.warmup_source} - {""}
-        self.needs_keypoints = bool(sources & {"essential", "pnp"}) or config.loss.keypoint_weight > 0
+        settings = PoseSourceSettings(num_hypotheses=pc.ransac_hypotheses, threshold_px=pc.ransac_threshold_px,
+                                      min_inliers=pc.min_inliers, differentiable=True, detach_depth=pc.detach_depth)
+        self.pose_schedule = PoseSourceSchedule(
+            build_pose_source(pc.source, settings, pc.fallback),
+            build_pose_source(pc.warmup_source, settings, pc.fallback) if pc.warmup_source else None,
+            pc.warmup_steps)
+        sources = self.pose_schedule.sources
+        self.needs_keypoints = any(s.needs_matches for s in sources) or config.loss.keypoint_weight > 0
         self.keypoint_net = (KeypointNet(descriptor_dim=mc.descriptor_dim, lite=mc.keypoint_lite,
                                          dropout=mc.keypoint_dropout) if self.needs_keypoints else None)
         if self.keypoint_net is not None and mc.keypoint_init:
@@ -57,11 +55,9 @@ class DepthPoseModel(nn.Module):
             self.keypoint_net.requires_grad_(False)
             self.keypoint_net.eval()
         self.pose_net = (PoseNet(num_layers=18, pretrained_path=mc.pretrained_path or None)
-                         if "posenet" in sources or pc.posenet_seed or pc.fallback == "posenet" else None)
+                         if any(s.needs_posenet for s in sources) or pc.posenet_seed else None)
 
     def _load_keypoint_init(self, path: str) -> None:
-        from .keypoints import load_keypoint_net
-
         pretrained, kp_config = load_keypoint_net(path)
         mc = self.config.model
         if int(kp_config["descriptor_dim"]) != mc.descriptor_dim or bool(kp_config["lite"]) != mc.keypoint_lite:
@@ -77,10 +73,8 @@ class DepthPoseModel(nn.Module):
         return self
 
     def active_pose_source(self, step: int) -> str:
-        pc = self.config.pose
-        if pc.warmup_source and step < pc.warmup_steps:
-            return pc.warmup_source
-        return pc.source
+        """Name of the pose source in use at optimiser step ``step`` (the warm-up source first, if any)."""
+        return self.pose_schedule.at(step).name
 
     # ------------------------------------------------------------------------------------------------ keypoints
     def _keypoints(self, images: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -92,37 +86,6 @@ class DepthPoseModel(nn.Module):
     def _slice(outputs: dict[str, torch.Tensor], index: slice) -> dict[str, torch.Tensor]:
         return {key: value[index] for key, value in outputs.items()}
 
-    # ------------------------------------------------------------------------------------------------ poses
-    def _solve_pair(self, source: str, x_target: torch.Tensor, x_context: torch.Tensor, weights: torch.Tensor,
-                    depth_target: torch.Tensor, K: torch.Tensor, init: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        pc = self.config.pose
-        if source == "pnp":
-            lift_depth = depth_target.detach() if pc.detach_depth else depth_target
-            depth_at_kp = sample_depth_at(lift_depth, x_target)  # (B, N)
-            points_target = unproject_points(x_target, depth_at_kp, K)
-            init_pose = None if init is None else (init[:, :3, :3], init[:, :3, 3])
-            est = solve_pnp_ransac(points_target, x_context, K, weights, num_hypotheses=pc.ransac_hypotheses,
-                                   threshold_px=pc.ransac_threshold_px, init=init_pose)
-            t = est.t
-            pure_rotation = torch.zeros_like(est.valid)
-        else:
-            est = solve_essential_ransac(x_target, x_context, K, weights, num_hypotheses=pc.ransac_hypotheses,
-                                         threshold_px=pc.ransac_threshold_px)
-            pure_rotation = est.info.get("pure_rotation", torch.zeros_like(est.valid))
-            inlier_weights = weights * est.inliers.to(weights.dtype)
-            scale, scale_valid = recover_translation_scale(x_target, x_context, K, est.R, est.t,
-                                                           depth_target, weights=inlier_weights)
-            t = torch.where(pure_rotation[:, None], torch.zeros_like(est.t), est.t * scale[:, None])
-            est_valid = est.valid | pure_rotation  # a detected pure rotation has a correct R and t = 0
-            est = type(est)(est.R, est.t, est_valid & (scale_valid | pure_rotation), est.inliers, est.info)
-        num_inliers = est.inliers.sum(dim=1)
-        valid = est.valid & (num_inliers >= pc.min_inliers)
-        T = make_transform(est.R, t)
-        identity = torch.eye(4, dtype=T.dtype, device=T.device).expand_as(T)
-        T = torch.where(valid[:, None, None], T, identity)
-        return {"T": T, "valid": valid, "inliers": est.inliers, "num_inliers": num_inliers,
-                "pure_rotation": pure_rotation}
-
     def forward(self, batch: dict[str, Any], step: int = 0) -> dict[str, Any]:
         """Run the networks and estimate the poses.
 
@@ -133,26 +96,27 @@ class DepthPoseModel(nn.Module):
 
         Returns:
             ``disp``/``depth``: lists over scales of (B,1,h,w); ``T_context_target`` (B,S,4,4); ``pose_valid`` (B,S)
-            bool (the source's own pose is valid); ``pose_fallback`` (B,S) bool when failed pairs use the PoseNet's
-            pose; ``pose_source`` str; and when keypoints are used: ``keypoints`` (list over 1+S images of the
+            bool (the source's own pose is supported); ``pose_fallback`` (B,S) bool, present when the source has a
+            fallback (``pose.fallback``, ``pnp_essential``): the pair is warped with the fallback's supported pose;
+            ``pose_source`` str (its name); and when keypoints are used: ``keypoints`` (list over 1+S images of the
             selected keypoints), ``matches`` (per context: x_target, x_context (B,N,2), weights (B,N), inliers
-            (B,N)), ``keypoint_dense`` (dense outputs of the target and contexts), ``homography`` and
-            ``keypoint_dense_warped`` for homography adaptation.
+            (B,N), num_inliers, pure_rotation (B,)), ``keypoint_dense`` (dense outputs of the target and contexts),
+            ``homography`` and ``keypoint_dense_warped`` for homography adaptation.
         """
         image, context, K = batch["image"], batch["context"], batch["K"]
         B, S = context.shape[:2]
         offsets = batch["context_offsets"][0].tolist()
         depth_out = self.depth_net(image)
         outputs: dict[str, Any] = {"disp": depth_out["disp"], "depth": depth_out["depth"]}
-        source = self.active_pose_source(step)
-        outputs["pose_source"] = source
+        source = self.pose_schedule.at(step)
+        outputs["pose_source"] = source.name
 
         posenet_T = None
-        if self.pose_net is not None and (source == "posenet" or self.config.pose.posenet_seed
-                                          or self.config.pose.fallback == "posenet"):
+        if self.pose_net is not None and (source.needs_posenet or self.config.pose.posenet_seed):
             posenet_T = torch.stack([self.pose_net.T_context_target(image, context[:, s], offsets[s])
                                      for s in range(S)], dim=1)  # (B, S, 4, 4)
 
+        selected = None
         if self.needs_keypoints:
             # Target first, then the contexts context-major (all of context 0, then all of context 1, ...): the
             # slices B*(1+s):B*(2+s) below and in the objective pick context s of every sample.
@@ -167,32 +131,32 @@ class DepthPoseModel(nn.Module):
                 outputs["homography"] = H
                 outputs["keypoint_dense_warped"] = self.keypoint_net(warped)
 
-        if source == "posenet":
-            outputs["T_context_target"] = posenet_T
-            outputs["pose_valid"] = torch.ones(B, S, dtype=torch.bool, device=image.device)
-            return outputs
-
-        target_kp = self._slice(selected, slice(0, B))
-        depth_target = depth_out["depth"][0]
-        poses, valids, matches = [], [], []
+        results, matches = [], []
         for s in range(S):
-            context_kp = self._slice(selected, slice(B * (1 + s), B * (2 + s)))
-            match = match_descriptors(target_kp["descriptors"], context_kp["descriptors"], target_kp["valid"],
-                                      context_kp["valid"])
-            x_target, x_context, weights = gather_matches(target_kp, context_kp, match)
-            init = None if posenet_T is None else posenet_T[:, s].detach()
-            solved = self._solve_pair(source, x_target, x_context, weights, depth_target, K, init)
-            poses.append(solved["T"])
-            valids.append(solved["valid"])
-            matches.append({"x_target": x_target, "x_context": x_context, "weights": weights,
-                            "inliers": solved["inliers"], "num_inliers": solved["num_inliers"],
-                            "pure_rotation": solved["pure_rotation"]})
-        T_solved = torch.stack(poses, dim=1)
-        solved_valid = torch.stack(valids, dim=1)
-        if self.config.pose.fallback == "posenet" and posenet_T is not None:
-            outputs["pose_fallback"] = ~solved_valid
-            T_solved = torch.where(solved_valid[..., None, None], T_solved, posenet_T.to(T_solved.dtype))
-        outputs["T_context_target"] = T_solved
-        outputs["pose_valid"] = solved_valid
-        outputs["matches"] = matches
+            problem = PoseProblem(K=K, depth_target=depth_out["depth"][0])
+            if posenet_T is not None:
+                problem.posenet_T_context_target = posenet_T[:, s]
+                problem.init_T_context_target = posenet_T[:, s].detach()
+            if source.needs_matches:
+                matches.append(self._match_context(problem, selected, B, s))
+            results.append(source.solve(problem))
+        outputs["T_context_target"] = torch.stack([r.supported_pose() for r in results], dim=1)
+        outputs["pose_valid"] = torch.stack([r.supported & ~r.fallback_used for r in results], dim=1)
+        if source.has_fallback:
+            outputs["pose_fallback"] = torch.stack([r.supported & r.fallback_used for r in results], dim=1)
+        if source.needs_matches:
+            for match, result in zip(matches, results):
+                match.update(inliers=result.inliers, num_inliers=result.num_inliers,
+                             pure_rotation=result.pure_rotation)
+            outputs["matches"] = matches
         return outputs
+
+    def _match_context(self, problem: PoseProblem, selected: dict[str, torch.Tensor], B: int,
+                       s: int) -> dict[str, torch.Tensor]:
+        """Match the target's keypoints to context ``s``'s and put the matches into ``problem``."""
+        target_kp = self._slice(selected, slice(0, B))
+        context_kp = self._slice(selected, slice(B * (1 + s), B * (2 + s)))
+        match = match_descriptors(target_kp["descriptors"], context_kp["descriptors"], target_kp["valid"],
+                                  context_kp["valid"])
+        problem.x_target, problem.x_context, problem.weights = gather_matches(target_kp, context_kp, match)
+        return {"x_target": problem.x_target, "x_context": problem.x_context, "weights": problem.weights}

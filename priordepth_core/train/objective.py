@@ -10,6 +10,7 @@ from torch import nn
 
 from ..geometry.camera import project_points, unproject_points
 from ..geometry.pose.triangulation import triangulate_with_info
+from ..geometry.se3 import rotation_error_deg, translation_direction_error_deg
 from ..geometry.warp import warp_image
 from ..losses import KeypointLoss, PhotometricLoss, SmoothnessLoss, SparseDepthPriorLoss
 from ..losses.keypoint import homography_warp_fn
@@ -130,10 +131,11 @@ class SelfSupervisedObjective(nn.Module):
                                              homography_warp_fn(outputs["homography"]))
             total, terms = total + loss, terms + 1
             metrics.update({f"homography/{k}": v for k, v in kp_metrics.items()})
-        # KP3D multi-view adaptation: target -> context correspondences through depth and the *solved* pose. Not
-        # during a PoseNet warm-up: its early poses are wrong, so the correspondences they imply are wrong (in our
-        # handheld run the multi-view descriptor recall was 0.1 against them, 0.84 against the PnP poses after).
-        for s in range(S if outputs["pose_source"] != "posenet" else 0):
+        # KP3D multi-view adaptation: target -> context correspondences through depth and the pose *solved from
+        # matches* (present as ``matches``). Not with PoseNet poses (e.g. a warm-up): its early poses are wrong, so the
+        # correspondences they imply are wrong (in our handheld run the multi-view descriptor recall was 0.1 against
+        # them, 0.84 against the PnP poses after).
+        for s in range(S if "matches" in outputs else 0):
             pair_valid = outputs["pose_valid"][:, s]
             if not bool(pair_valid.any()):
                 continue
@@ -165,8 +167,6 @@ class SelfSupervisedObjective(nn.Module):
     @torch.no_grad()
     def _pose_error_metrics(batch: dict[str, Any], outputs: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Rotation error and translation-direction error of the used poses against ground truth (monitoring)."""
-        from ..geometry.se3 import rotation_error_deg, translation_direction_error_deg
-
         gt = batch["T_context_target"]
         est = outputs["T_context_target"].to(gt.dtype)
         valid = outputs["pose_valid"]

@@ -5,6 +5,7 @@ import torch
 from torch.utils.data import default_collate
 
 from priordepth_core.data import TumRgbdDataset
+from priordepth_core.pose import PoseProblem
 from priordepth_core.train.config import load_config
 from priordepth_core.train.model import DepthPoseModel
 from priordepth_core.train.objective import SelfSupervisedObjective
@@ -121,11 +122,13 @@ def test_pure_rotation_correspondences_give_rotation_only_pose():
     x_context, _, _ = project_points(rays @ R.transpose(1, 2), K)
     weights = torch.ones(B, N, requires_grad=True)
     depth = torch.full((B, 1, 64, 96), 4.0, requires_grad=True)
-    solved = model._solve_pair("essential", x_target, x_context, weights, depth, K, None)
-    assert solved["pure_rotation"].all() and solved["valid"].all()
-    assert torch.equal(solved["T"][:, :3, 3], torch.zeros(B, 3))
-    assert rotation_error_deg(solved["T"][:, :3, :3], R).max() < 0.05
-    solved["T"].sum().backward()
+    solved = model.pose_schedule.at(0).solve(PoseProblem(K=K, x_target=x_target, x_context=x_context,
+                                                         weights=weights, depth_target=depth))
+    assert solved.pure_rotation.all() and solved.supported.all()
+    T = solved.supported_pose()
+    assert torch.equal(T[:, :3, 3], torch.zeros(B, 3))
+    assert rotation_error_deg(T[:, :3, :3], R).max() < 0.05
+    T.sum().backward()
     assert torch.isfinite(weights.grad).all()
 
 
