@@ -243,7 +243,7 @@ class Pipeline:
         pairing = self._match(frame, reference)
         if reference is not None:
             t, timings["matching"] = _lap(t)
-        relative = self._relative_pose(frame, reference, pairing, K_net)
+        relative = self._relative_pose(reference, pairing, K_net)
 
         state, T_odom, covariance_body, T_prev_curr, covariance_rel, state_message = self._track(
             relative, reference, sharpness)
@@ -342,8 +342,7 @@ class Pipeline:
         return _Pairing(np.stack([ref_index, cur_index], axis=1).astype(np.int64), previous,
                         x_ref[0].numpy()[matched], x_curr[0].numpy()[matched], weights[0].numpy()[matched])
 
-    def _relative_pose(self, frame: _Frame, reference: _Reference | None, pairing: _Pairing,
-                       K_net: np.ndarray) -> RelativePose | None:
+    def _relative_pose(self, reference: _Reference | None, pairing: _Pairing, K_net: np.ndarray) -> RelativePose | None:
         """``T_curr_ref`` from the configured pose source (None without matches), the last motion as its prior."""
         if pairing.x_ref is None:
             return None

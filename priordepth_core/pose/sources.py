@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
 
 import torch
 
@@ -37,10 +36,10 @@ class PoseSource(abc.ABC):
         has_fallback: some pairs may take a fallback's pose (``PoseResult.fallback_used``).
     """
 
-    name: ClassVar[str] = ""
-    needs_matches: ClassVar[bool] = True
-    needs_posenet: ClassVar[bool] = False
-    has_fallback: ClassVar[bool] = False
+    name: str = ""
+    needs_matches: bool = True
+    needs_posenet: bool = False
+    has_fallback: bool = False
 
     def __init__(self, settings: PoseSourceSettings):
         self.settings = settings
