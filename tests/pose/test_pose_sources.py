@@ -154,7 +154,8 @@ def test_missing_inputs_are_named():
 def test_unknown_name_lists_the_registered_sources():
     with pytest.raises(ValueError, match="registered: posenet, pnp, essential, pnp_essential"):
         pose_source_factory("magic")
-    with pytest.raises(ValueError, match="pose_source must be one of posenet, pnp, essential, pnp_essential"):
+    registered = r"\['posenet', 'pnp', 'essential', 'pnp_essential'\]"
+    with pytest.raises(ConfigError, match=rf"pose_source must be one of {registered}"):
         PipelineConfig(pose_source="magic").validate()
     with pytest.raises(ConfigError, match=r"pose\.source must be one of"):
         load_config(overrides=["pose.source=magic"])
