@@ -10,8 +10,10 @@ import torch
 from ..config_schema import apply_overrides
 from ..inference.model_file import EXPECTED_MODEL_FILE, build_depth_net, load_depth_net
 from ..train.config import ExperimentConfig, config_from_dict
+from ..train.datasets import build_split
 from .depth_eval import predict_depths
 from .depth_metrics import DEPTH_METRIC_NAMES, aggregate_depth_metrics, compute_depth_metrics
+from .report import print_table, write_json
 
 BASELINES = ("constant", "untrained")
 
@@ -53,9 +55,6 @@ def load_depth_model(checkpoint: str, overrides: list[str], device: str, untrain
 
 
 def run_depth(args: argparse.Namespace) -> int:
-    from ..train.datasets import build_split
-    from .__main__ import _write_json, print_table
-
     config, depth_net = load_depth_model(args.checkpoint, args.overrides, args.device,
                                          untrained=args.baseline == "untrained")
     dataset = build_split(config.data, args.split)
@@ -77,6 +76,6 @@ def run_depth(args: argparse.Namespace) -> int:
           f"{args.split} split, {metrics['num_images']} images, range {args.min_depth}-{args.max_depth} m, "
           f"{'median-scaled' if not args.no_median_scaling else 'metric'}")
     print_table({name: metrics}, list(DEPTH_METRIC_NAMES))
-    _write_json(args.json, {"checkpoint": args.checkpoint, "baseline": args.baseline, "split": args.split,
+    write_json(args.json, {"checkpoint": args.checkpoint, "baseline": args.baseline, "split": args.split,
                             "median_scaling": not args.no_median_scaling, "metrics": metrics})
     return 0

@@ -16,6 +16,7 @@ import numpy as np
 from ..data.trajectory_io import read_trajectory, trajectory_format
 from ..data.tum_rgbd import associate as associate_stamps
 from .pose_metrics import absolute_trajectory_error, kitti_odometry_error, relative_pose_error
+from .report import print_table, write_json
 
 # Ground truth with tracking gaps still pairs most estimate poses; fewer than half of the shorter trajectory paired
 # means the stamps are on different clocks or in different units, and the metrics would describe a fragment.
@@ -146,8 +147,6 @@ def _span(stamps: np.ndarray) -> str:
 
 
 def run_pose(args: argparse.Namespace) -> int:
-    from .__main__ import _write_json, print_table
-
     estimate = TrajectoryFile.read(args.estimate, args.estimate_times)
     reference = TrajectoryFile.read(args.reference, args.reference_times)
     association = associate_trajectories(estimate, reference, args.max_time_difference, args.min_matched_fraction)
@@ -175,5 +174,5 @@ def run_pose(args: argparse.Namespace) -> int:
     print(f"{summary['num_poses']} associated poses, {args.alignment} alignment (scale {summary['scale']:.4f}), "
           f"RPE delta {args.delta} frames")
     print_table({"estimate": summary}, [k for k in summary if k not in ("num_poses", "alignment", "association")])
-    _write_json(args.json, {"estimate": args.estimate, "reference": args.reference, **summary})
+    write_json(args.json, {"estimate": args.estimate, "reference": args.reference, **summary})
     return 0

@@ -6,9 +6,14 @@ import argparse
 from pathlib import Path
 
 from ..config_schema import apply_overrides
+from ..data.synthetic.suites import ensure_suite, load_manifest
+from ..data.trajectory_io import write_tum_trajectory
 from ..inference.model_file import TRAINER_CHECKPOINT, read_model_file
 from ..train.config import config_from_dict, load_config
+from ..train.datasets import build_split
 from ..train.model import DepthPoseModel
+from .report import print_table, write_json
+from .trajectory_eval import evaluate_trajectories, mean_metrics, orb_relative_poses, trained_relative_poses
 
 
 def add_trajectory_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,11 +53,6 @@ def _load_model(checkpoint: str, overrides: list[str], device: str):
 
 
 def run_trajectory(args: argparse.Namespace) -> int:
-    from ..data.trajectory_io import write_tum_trajectory
-    from ..train.datasets import build_split
-    from .__main__ import _write_json, print_table
-    from .trajectory_eval import evaluate_trajectories, mean_metrics, orb_relative_poses, trained_relative_poses
-
     if args.orb:
         config = load_config(args.config, args.overrides)
         relative_poses = orb_relative_poses
@@ -80,7 +80,7 @@ def run_trajectory(args: argparse.Namespace) -> int:
             stem = Path(r.name).name
             write_tum_trajectory(out / f"{stem}_estimate.txt", r.stamps, r.T_world_est)
             write_tum_trajectory(out / f"{stem}_reference.txt", r.stamps, r.T_world_ref)
-    _write_json(args.json, {"checkpoint": args.checkpoint, "method": name, "split": args.split, "mean": summary,
+    write_json(args.json, {"checkpoint": args.checkpoint, "method": name, "split": args.split, "mean": summary,
                             "sequences": {Path(r.name).name: {**r.metrics, "failed_pairs": r.failed_pairs,
                                                               "num_pairs": len(r.stamps) - 1} for r in results}})
     return 0
@@ -90,8 +90,6 @@ def _native_size(config) -> tuple[int, int]:
     """The suite's rendered size (ORB works on full-resolution frames)."""
     if config.data.kind != "suite":
         return config.data.height, config.data.width
-    from ..data.synthetic.suites import ensure_suite, load_manifest
-
     manifest = load_manifest(Path(ensure_suite(config.data.suite)))
     return int(manifest["height"]), int(manifest["width"])
 

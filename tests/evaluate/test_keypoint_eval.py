@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from priordepth_core.evaluate.__main__ import main as evaluate_main
+from priordepth_core.evaluate.keypoint_cli import load_keypoint_detector
 from priordepth_core.evaluate.keypoint_eval import (
     KeypointNetDetector,
     OrbDetector,
@@ -120,18 +121,18 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     save_atomic({"model": net.state_dict(), "config": {"descriptor_dim": 16, "lite": True}, "step": 0}, path)
     image = _texture(64, 96)
     expected = KeypointNetDetector(net, top_k=50).detect(image)
-    loaded = KeypointNetDetector.from_checkpoint(path, top_k=50).detect(image)
+    loaded = load_keypoint_detector(path, top_k=50).detect(image)
     np.testing.assert_allclose(loaded[0], expected[0])
     np.testing.assert_allclose(loaded[1], expected[1], atol=1e-6)
 
     with pytest.raises(FileNotFoundError, match=r"missing\.pt"):
-        KeypointNetDetector.from_checkpoint(tmp_path / "missing.pt")
+        load_keypoint_detector(tmp_path / "missing.pt")
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a KeypointNet checkpoint"):
-        KeypointNetDetector.from_checkpoint(tmp_path / "other.pt")
+        load_keypoint_detector(tmp_path / "other.pt")
     save_atomic({"model": net.state_dict(), "config": {"descriptor_dim": 32, "lite": True}}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="do not fit"):
-        KeypointNetDetector.from_checkpoint(tmp_path / "bad.pt")
+        load_keypoint_detector(tmp_path / "bad.pt")
 
 
 def test_bad_images_raise_clear_errors():
