@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from ..evaluate.depth_eval import evaluate_depth_model
 from .checkpoint import (
     EPOCH_CHECKPOINT,
     LAST_CHECKPOINT,
@@ -38,7 +39,11 @@ from .checkpoint import (
     save_keeping_previous,
 )
 from .config import ExperimentConfig, config_from_dict, save_config
+from .datasets import build_datasets
+from .model import DepthPoseModel
+from .objective import SelfSupervisedObjective
 from .sampler import ResumableSampler
+from .visualize import training_images
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +139,6 @@ class Trainer:
 
     def __init__(self, config: ExperimentConfig, resume: bool = False, train_set: Dataset | None = None,
                  test_set: Dataset | None = None):
-        from .datasets import build_datasets
-        from .model import DepthPoseModel
-        from .objective import SelfSupervisedObjective
-
         self.config = config
         self.out_dir = Path(config.run.out_dir)
         self.device = resolve_device(config.run.device)
@@ -411,8 +412,6 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Depth metrics (median-scaled, MonoDepth2 protocol) on the test split; ``{}`` if it has no depth."""
-        from ..evaluate.depth_eval import evaluate_depth_model
-
         run = self.config.run
         metrics = evaluate_depth_model(self.model.depth_net, self.test_set, self.device, min_depth=run.eval_min_depth,
                                        max_depth=run.eval_max_depth, max_samples=run.eval_max_samples or None)
@@ -428,8 +427,6 @@ class Trainer:
         self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
 
     def _log_images(self) -> None:
-        from .visualize import training_images
-
         batch, outputs, metrics = self._last_visuals
         for tag, image in training_images(batch, outputs, metrics).items():
             self.writer.add_image(tag, image, self.step, dataformats="HWC")
