@@ -15,7 +15,7 @@ from torch import nn
 
 from ..inference.backends import ort_providers, ort_session_options, require_tensorrt
 from ..inference.networks import IMAGE_NAME
-from .onnx_graph import export_onnx_model
+from ..inference.onnx_graph import export_onnx_model
 
 FORMATS = ("onnx", "torchscript", "tensorrt")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "tensorrt": ".ep"}

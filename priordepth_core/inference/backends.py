@@ -23,6 +23,7 @@ from torch import nn
 
 from .model_file import InferenceModel
 from .networks import DEPTH_OUTPUTS, IMAGE_NAME, KEYPOINT_OUTPUTS, DepthGraph, KeypointGraph
+from .onnx_graph import export_onnx_model
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,6 @@ def onnx_cache_dir() -> Path:
 def onnx_graph_bytes(graph: nn.Module, input_size: tuple[int, int], output_names: tuple[str, ...],
                      cache_key: str | None) -> bytes:
     """The ONNX model of ``graph`` at ``input_size``; read from / written to the cache when ``cache_key`` is set."""
-    from ..export.onnx_graph import export_onnx_model
-
     path = None
     if cache_key is not None:
         path = onnx_cache_dir() / f"{cache_key}-{input_size[0]}x{input_size[1]}-torch{torch.__version__}.onnx"

@@ -1,4 +1,8 @@
-"""Trace a module into an ONNX graph with PyTorch's (dynamo) exporter, fixed or dynamic in height and width."""
+"""Trace a module into an ONNX graph with PyTorch's (dynamo) exporter, fixed or dynamic in height and width.
+
+The ONNX Runtime backend builds its graphs with it at start-up, and ``python -m priordepth_core.export`` writes them
+to files: it lives here, below both.
+"""
 
 from __future__ import annotations
 
