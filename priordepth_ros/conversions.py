@@ -8,8 +8,9 @@ Conventions at this boundary:
   pixel). Depth images are ``32FC1`` metres with NaN where invalid (REP 118).
 - ``T_parent_child`` (4, 4) float64 maps points of the child frame into the parent frame; a ``TransformStamped``
   with ``header.frame_id = parent`` and ``child_frame_id = child`` carries exactly that transform (tf2's convention).
-- Quaternions are ROS order ``(x, y, z, w)``; :func:`quaternion_xyzw_from_matrix` and
-  :func:`matrix_from_quaternion_xyzw` are the only conversions between them and rotation matrices.
+- Quaternions are ROS order ``(x, y, z, w)``; ``quaternion_xyzw_from_rotation_np`` and
+  ``rotation_from_quaternion_xyzw_np`` of :mod:`priordepth_core.geometry.se3` are the only conversions between them
+  and rotation matrices (here and in rosbag_tools).
 - Covariances are (6, 6) in nav_msgs order (x, y, z, roll, pitch, yaw), flattened row-major into 36 values.
 
 Speed: pixel data never passes through a Python loop. numpy arrays become message data with one copy
@@ -20,7 +21,6 @@ Speed: pixel data never passes through a Python loop. numpy arrays become messag
 from __future__ import annotations
 
 import array
-import math
 import sys
 
 import cv2
@@ -28,9 +28,10 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Transform, TransformStamped, Twist, Vector3
 from nav_msgs.msg import Odometry
-from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
+
+from priordepth_core.geometry.se3 import quaternion_xyzw_from_rotation_np, rotation_from_quaternion_xyzw_np, se3_log_np
 
 # Encodings accepted on the image input: channels and the OpenCV conversion to RGB (None: already RGB).
 IMAGE_ENCODINGS = {
@@ -255,40 +256,6 @@ def pointcloud2_to_array(message: PointCloud2) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------------ poses
-def quaternion_xyzw_from_matrix(R: np.ndarray) -> np.ndarray:
-    """(4,) unit quaternion ``(x, y, z, w)`` with ``w >= 0`` of a (3, 3) rotation matrix.
-
-    Shepperd's method: the largest of |w|, |x|, |y|, |z| is taken from the diagonal first, so no division by a
-    small number. Plain float arithmetic: scipy's ``Rotation`` costs about 50 microseconds per call, and the node
-    converts a pose for odometry, TF and path on every frame (agreement with scipy is tested).
-    """
-    (m00, m01, m02), (m10, m11, m12), (m20, m21, m22) = np.asarray(R, dtype=np.float64).tolist()
-    trace = m00 + m11 + m22
-    if trace > 0.0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        x, y, z, w = (m21 - m12) / s, (m02 - m20) / s, (m10 - m01) / s, 0.25 * s
-    elif m00 > m11 and m00 > m22:
-        s = 2.0 * math.sqrt(1.0 + m00 - m11 - m22)
-        x, y, z, w = 0.25 * s, (m01 + m10) / s, (m02 + m20) / s, (m21 - m12) / s
-    elif m11 > m22:
-        s = 2.0 * math.sqrt(1.0 + m11 - m00 - m22)
-        x, y, z, w = (m01 + m10) / s, 0.25 * s, (m12 + m21) / s, (m02 - m20) / s
-    else:
-        s = 2.0 * math.sqrt(1.0 + m22 - m00 - m11)
-        x, y, z, w = (m02 + m20) / s, (m12 + m21) / s, 0.25 * s, (m10 - m01) / s
-    norm = math.sqrt(x * x + y * y + z * z + w * w) * (-1.0 if w < 0 else 1.0)
-    return np.array([x / norm, y / norm, z / norm, w / norm])
-
-
-def matrix_from_quaternion_xyzw(q: np.ndarray) -> np.ndarray:
-    """(3, 3) rotation of a quaternion ``(x, y, z, w)`` (normalised first; a zero quaternion raises ValueError)."""
-    q = np.asarray(q, dtype=np.float64)
-    norm = np.linalg.norm(q)
-    if q.shape != (4,) or not np.isfinite(norm) or norm < 1e-9:
-        raise ValueError(f"quaternion must be 4 finite values (x, y, z, w) of non-zero norm, got {q.tolist()}")
-    return Rotation.from_quat(q / norm).as_matrix()
-
-
 def transform_matrix(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
     """(4, 4) homogeneous transform from a (3, 3) rotation and a (3,) translation."""
     T = np.eye(4)
@@ -297,15 +264,9 @@ def transform_matrix(rotation: np.ndarray, translation: np.ndarray) -> np.ndarra
     return T
 
 
-def invert_transform(T: np.ndarray) -> np.ndarray:
-    """Closed-form inverse of a (4, 4) rigid transform."""
-    R_t = T[:3, :3].T
-    return transform_matrix(R_t, -R_t @ T[:3, 3])
-
-
 def pose_from_matrix(T: np.ndarray) -> Pose:
     """(4, 4) ``T_parent_child`` -> ``geometry_msgs/Pose`` of the child in the parent."""
-    x, y, z, w = quaternion_xyzw_from_matrix(T[:3, :3])
+    x, y, z, w = quaternion_xyzw_from_rotation_np(T[:3, :3])
     return Pose(position=Point(x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
                 orientation=Quaternion(x=float(x), y=float(y), z=float(z), w=float(w)))
 
@@ -313,12 +274,12 @@ def pose_from_matrix(T: np.ndarray) -> Pose:
 def matrix_from_pose(pose: Pose) -> np.ndarray:
     """``geometry_msgs/Pose`` -> (4, 4) transform."""
     o, p = pose.orientation, pose.position
-    return transform_matrix(matrix_from_quaternion_xyzw([o.x, o.y, o.z, o.w]), [p.x, p.y, p.z])
+    return transform_matrix(rotation_from_quaternion_xyzw_np([o.x, o.y, o.z, o.w]), [p.x, p.y, p.z])
 
 
 def transform_stamped(T_parent_child: np.ndarray, stamp: Time, parent: str, child: str) -> TransformStamped:
     """(4, 4) ``T_parent_child`` -> ``TransformStamped`` from ``parent`` to ``child`` (tf2's convention)."""
-    x, y, z, w = quaternion_xyzw_from_matrix(T_parent_child[:3, :3])
+    x, y, z, w = quaternion_xyzw_from_rotation_np(T_parent_child[:3, :3])
     t = T_parent_child[:3, 3]
     return TransformStamped(
         header=Header(stamp=stamp, frame_id=parent), child_frame_id=child,
@@ -329,7 +290,7 @@ def transform_stamped(T_parent_child: np.ndarray, stamp: Time, parent: str, chil
 def matrix_from_transform(transform: Transform) -> np.ndarray:
     """``geometry_msgs/Transform`` -> (4, 4) ``T_parent_child``."""
     r, t = transform.rotation, transform.translation
-    return transform_matrix(matrix_from_quaternion_xyzw([r.x, r.y, r.z, r.w]), [t.x, t.y, t.z])
+    return transform_matrix(rotation_from_quaternion_xyzw_np([r.x, r.y, r.z, r.w]), [t.x, t.y, t.z])
 
 
 def pose_stamped(T_parent_child: np.ndarray, header: Header) -> PoseStamped:
@@ -353,22 +314,7 @@ def twist_from_relative_pose(T_prev_curr: np.ndarray, dt: float) -> np.ndarray:
     """
     if not dt > 0:
         return np.zeros(6)
-    omega = cv2.Rodrigues(np.ascontiguousarray(T_prev_curr[:3, :3], dtype=np.float64))[0][:, 0]  # axis * angle
-    theta = np.linalg.norm(omega)
-    t = T_prev_curr[:3, 3]
-    if theta < 1e-9:
-        v = t
-    else:
-        # Inverse of the left Jacobian of SO(3): translation -> the linear part of the logarithm.
-        W = _skew(omega)
-        V_inv = np.eye(3) - 0.5 * W + (1.0 / theta**2) * (1 - theta * np.sin(theta) / (2 * (1 - np.cos(theta)))) \
-            * W @ W
-        v = V_inv @ t
-    return np.concatenate([v, omega]) / dt
-
-
-def _skew(w: np.ndarray) -> np.ndarray:
-    return np.array([[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]])
+    return se3_log_np(T_prev_curr) / dt
 
 
 def odometry_message(T_odom_child: np.ndarray, pose_covariance: np.ndarray, twist: np.ndarray,

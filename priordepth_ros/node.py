@@ -44,6 +44,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
+from priordepth_core.geometry.se3 import invert_transform_np, rotation_from_quaternion_xyzw_np
 from priordepth_core.inference import LOST_VARIANCE, BackendUnavailableError, FrameResult, Pipeline
 
 from . import qos, topics
@@ -55,8 +56,6 @@ from .conversions import (
     compressed_image_to_rgb,
     depth_to_image,
     image_to_rgb,
-    invert_transform,
-    matrix_from_quaternion_xyzw,
     odometry_message,
     points_to_pointcloud2,
     pose_stamped,
@@ -192,7 +191,7 @@ class PriorDepthNode(Node):
     @staticmethod
     def _camera_mount(settings: NodeSettings) -> np.ndarray:
         """T_base_camera of the settings (translation ignored without a base frame: it only orients odom)."""
-        R = matrix_from_quaternion_xyzw(np.asarray(settings.camera_mount_quaternion_xyzw))
+        R = rotation_from_quaternion_xyzw_np(np.asarray(settings.camera_mount_quaternion_xyzw))
         t = np.asarray(settings.camera_mount_xyz) if settings.base_frame else np.zeros(3)
         return transform_matrix(R, t)
 
@@ -497,8 +496,8 @@ class PriorDepthNode(Node):
         mount = self._mount
         if settings.base_frame:
             child = settings.base_frame
-            T_odom_child = mount @ result.T_odom_curr @ invert_transform(mount)
-            T_prev_curr = mount @ result.T_prev_curr @ invert_transform(mount)
+            T_odom_child = mount @ result.T_odom_curr @ invert_transform_np(mount)
+            T_prev_curr = mount @ result.T_prev_curr @ invert_transform_np(mount)
             R_child_camera = mount[:3, :3]
         else:
             child = header.frame_id

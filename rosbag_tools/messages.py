@@ -2,8 +2,9 @@
 
 Conventions at this boundary:
 
-- Quaternions are ROS order ``(x, y, z, w)``; :func:`quaternion_xyzw` and :func:`matrix_from_pose` are the only
-  conversions between them and rotation matrices.
+- Quaternions are ROS order ``(x, y, z, w)``, converted to and from rotation matrices only by
+  ``quaternion_xyzw_from_rotation_np`` and ``rotation_from_quaternion_xyzw_np`` of
+  :mod:`priordepth_core.geometry.se3` (the node uses the same two).
 - ``T_parent_child`` (4, 4) maps points of the child frame into the parent frame; a ``TransformStamped`` with
   ``header.frame_id = parent`` and ``child_frame_id = child`` carries exactly that transform (tf2's convention).
 - Images are ``rgb8`` (H, W, 3) uint8; ground-truth depth is ``32FC1`` metres with NaN where there is no
@@ -18,7 +19,8 @@ from typing import Any
 
 import numpy as np
 from rosbags.typesys import Stores, get_typestore
-from scipy.spatial.transform import Rotation
+
+from priordepth_core.geometry.se3 import quaternion_xyzw_from_rotation_np, rotation_from_quaternion_xyzw_np, so3_log_np
 
 # Jazzy's definitions: the same as the ros-jazzy wheels that `play` and the node use (type hashes included).
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
@@ -59,16 +61,10 @@ def header(stamp_ns: int, frame_id: str) -> Any:
     return _type("std_msgs/msg/Header")(stamp=stamp(stamp_ns), frame_id=frame_id)
 
 
-def quaternion_xyzw(R: np.ndarray) -> np.ndarray:
-    """(4,) unit quaternion ``(x, y, z, w)`` of a (3, 3) rotation, with ``w >= 0``."""
-    q = Rotation.from_matrix(np.asarray(R, dtype=np.float64)).as_quat()
-    return -q if q[3] < 0 else q
-
-
 def matrix_from_pose(position: Any, orientation: Any) -> np.ndarray:
     """(4, 4) transform from ROS ``position`` (x, y, z) and ``orientation`` (x, y, z, w) fields."""
     T = np.eye(4)
-    T[:3, :3] = Rotation.from_quat([orientation.x, orientation.y, orientation.z, orientation.w]).as_matrix()
+    T[:3, :3] = rotation_from_quaternion_xyzw_np([orientation.x, orientation.y, orientation.z, orientation.w])
     T[:3, 3] = [position.x, position.y, position.z]
     return T
 
@@ -106,7 +102,7 @@ def camera_info(stamp_ns: int, frame_id: str, K: np.ndarray, size_hw: tuple[int,
 
 
 def _transform(T: np.ndarray) -> Any:
-    q = quaternion_xyzw(T[:3, :3])
+    q = quaternion_xyzw_from_rotation_np(T[:3, :3])
     translation = _type("geometry_msgs/msg/Vector3")(x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3]))
     rotation = _type("geometry_msgs/msg/Quaternion")(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))
     return _type("geometry_msgs/msg/Transform")(translation=translation, rotation=rotation)
@@ -165,7 +161,7 @@ def body_velocities(stamps_s: np.ndarray, T_world_cam: np.ndarray) -> tuple[np.n
     step = T_world_cam[1:, :3, 3] - T_world_cam[:-1, :3, 3]
     linear[1:] = np.einsum("nji,nj->ni", R_current, step) / dt[:, None]  # R^T (t_i - t_{i-1}) / dt
     # The rotation vector of R_{i-1}^T R_i is the same in frames i-1 and i (its axis is fixed by the rotation).
-    angular[1:] = Rotation.from_matrix(np.swapaxes(R_previous, 1, 2) @ R_current).as_rotvec() / dt[:, None]
+    angular[1:] = so3_log_np(np.swapaxes(R_previous, 1, 2) @ R_current) / dt[:, None]
     linear[0], angular[0] = linear[1], angular[1]
     return linear, angular
 

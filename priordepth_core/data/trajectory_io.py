@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
+from ..geometry.se3 import quaternion_xyzw_from_rotation_np, rotation_from_quaternion_xyzw_np
 from .errors import DatasetError
 
 TrajectoryFormat = Literal["kitti", "tum", "euroc"]
@@ -66,7 +66,7 @@ def _quaternions_to_matrices(path: Path, numbers: list[int], q_xyzw: np.ndarray)
     bad = np.flatnonzero(np.abs(norms - 1.0) > UNIT_QUATERNION_TOLERANCE)
     if bad.size:
         raise DatasetError(f"{path}:{numbers[bad[0]]}: quaternion is not unit length (norm {norms[bad[0]]:.6g})")
-    return Rotation.from_quat(q_xyzw / norms[:, None]).as_matrix()
+    return rotation_from_quaternion_xyzw_np(q_xyzw)
 
 
 def _check_rotations(path: Path, numbers: list[int], R: np.ndarray) -> None:
@@ -232,8 +232,7 @@ def write_tum_trajectory(path: str | Path, stamps: np.ndarray, T_world_cam: np.n
     """
     stamps = np.asarray(stamps, dtype=np.float64)
     T_world_cam = _check_poses(T_world_cam, stamps)
-    q_xyzw = Rotation.from_matrix(T_world_cam[:, :3, :3]).as_quat()
-    q_xyzw *= np.where(q_xyzw[:, 3:] < 0, -1.0, 1.0)
+    q_xyzw = quaternion_xyzw_from_rotation_np(T_world_cam[:, :3, :3])
     rows = np.concatenate([stamps[:, None], T_world_cam[:, :3, 3], q_xyzw], axis=1)
     lines = ["# timestamp tx ty tz qx qy qz qw"] + [" ".join(repr(float(v)) for v in row) for row in rows]
     Path(path).write_text("\n".join(lines) + "\n")

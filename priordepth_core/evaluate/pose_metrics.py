@@ -13,6 +13,8 @@ from typing import Literal
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from ..geometry.se3 import invert_transform_np
+
 Alignment = Literal["se3", "sim3", "scale", "none"]
 
 KITTI_SEGMENT_LENGTHS = (100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0)
@@ -28,16 +30,6 @@ def _check_trajectory(T: np.ndarray, name: str, length: int | None = None) -> np
     if not np.all(np.isfinite(T)):
         raise ValueError(f"{name} contains non-finite values")
     return T
-
-
-def _inverse(T: np.ndarray) -> np.ndarray:
-    """Closed-form inverse of (..., 4, 4) rigid transforms."""
-    R_t = np.swapaxes(T[..., :3, :3], -1, -2)
-    inv = np.zeros_like(T)
-    inv[..., :3, :3] = R_t
-    inv[..., :3, 3] = -(R_t @ T[..., :3, 3:])[..., 0]
-    inv[..., 3, 3] = 1.0
-    return inv
 
 
 def _statistics(errors: np.ndarray) -> dict[str, float]:
@@ -164,9 +156,9 @@ def relative_pose_error(T_world_est: np.ndarray, T_world_ref: np.ndarray, delta:
     i, j = ids[:-1], ids[1:]
     if len(i) == 0:
         raise ValueError(f"a trajectory of {len(T_ref)} poses has no pair {delta} frames apart")
-    ref_rel = _inverse(T_ref[i]) @ T_ref[j]
-    est_rel = _inverse(aligned[i]) @ aligned[j]
-    E = _inverse(ref_rel) @ est_rel
+    ref_rel = invert_transform_np(T_ref[i]) @ T_ref[j]
+    est_rel = invert_transform_np(aligned[i]) @ aligned[j]
+    E = invert_transform_np(ref_rel) @ est_rel
     translation_errors = np.linalg.norm(E[:, :3, 3], axis=1)
     rotation_errors = np.degrees(Rotation.from_matrix(E[:, :3, :3]).magnitude())
     return {
@@ -229,9 +221,9 @@ def kitti_odometry_error(T_world_est: np.ndarray, T_world_ref: np.ndarray,
             last = _last_frame_from_segment_length(distances, first, length)
             if last == -1:
                 continue
-            delta_ref = _inverse(T_ref[first]) @ T_ref[last]
-            delta_est = _inverse(aligned[first]) @ aligned[last]
-            error = _inverse(delta_est) @ delta_ref
+            delta_ref = invert_transform_np(T_ref[first]) @ T_ref[last]
+            delta_est = invert_transform_np(aligned[first]) @ aligned[last]
+            error = invert_transform_np(delta_est) @ delta_ref
             cos_angle = np.clip(0.5 * (np.trace(error[:3, :3]) - 1.0), -1.0, 1.0)
             rows.append((first, length, np.linalg.norm(error[:3, 3]) / length, np.arccos(cos_angle) / length))
     if not rows:
@@ -305,7 +297,7 @@ def snippet_ate_sequence(T_next_curr_est: np.ndarray, T_world_ref: np.ndarray, t
     T_est = _check_trajectory(T_next_curr_est, "T_next_curr_est", len(T_ref) - 1)
     if track_length < 2:
         raise ValueError(f"track_length must be at least 2, got {track_length}")
-    T_ref_local = _inverse(_inverse(T_ref[:-1]) @ T_ref[1:])
+    T_ref_local = invert_transform_np(invert_transform_np(T_ref[:-1]) @ T_ref[1:])
     errors = np.array([
         snippet_ate(_accumulate_positions(T_ref_local[i:i + track_length - 1]),
                     _accumulate_positions(T_est[i:i + track_length - 1]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .validation import check_shape
@@ -208,3 +209,93 @@ def nearest_rotation(M: torch.Tensor, iterations: int = POLAR_ITERATIONS) -> tor
         gamma = det.abs().clamp_min(torch.finfo(M.dtype).tiny) ** (-1.0 / 3.0)
         R = 0.5 * (gamma * R + cofactor / (gamma * det))
     return R
+
+
+def quaternion_xyzw_from_rotation(R: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) rotations -> (..., 4) unit quaternions ``(x, y, z, w)`` with ``w >= 0`` (ROS and scipy order).
+
+    Shepperd's method: the largest of |w|, |x|, |y|, |z| is read from the diagonal first, so nothing is divided by a
+    small number; the other three candidates are computed too (clamped, so their values and gradients stay finite)
+    and discarded.
+    """
+    if R.shape[-2:] != (3, 3):
+        raise ValueError(f"R must have shape (..., 3, 3), got {tuple(R.shape)}")
+    m = R.unbind(-1)
+    (m00, m10, m20), (m01, m11, m21), (m02, m12, m22) = (col.unbind(-1) for col in m)
+    trace = m00 + m11 + m22
+    tiny = torch.finfo(R.dtype).tiny
+
+    def candidate(four_sq: torch.Tensor, order: tuple[int, int, int, int], a, b, c) -> torch.Tensor:
+        # four_sq = 4 q_k^2 of the component k read from the diagonal; a, b, c give 4 q_k q_j of the other three.
+        s = 2.0 * torch.sqrt(four_sq.clamp_min(tiny))
+        values = (0.25 * s, a / s, b / s, c / s)
+        return torch.stack([values[order.index(i)] for i in range(4)], dim=-1)
+
+    candidates = torch.stack([
+        candidate(1.0 + m00 - m11 - m22, (0, 1, 2, 3), m01 + m10, m02 + m20, m21 - m12),  # x largest
+        candidate(1.0 + m11 - m00 - m22, (1, 0, 2, 3), m01 + m10, m12 + m21, m02 - m20),  # y largest
+        candidate(1.0 + m22 - m00 - m11, (2, 0, 1, 3), m02 + m20, m12 + m21, m10 - m01),  # z largest
+        candidate(1.0 + trace, (3, 0, 1, 2), m21 - m12, m02 - m20, m10 - m01),  # w largest
+    ], dim=-2)  # (..., 4 candidates, 4)
+    choice = torch.where(trace > 0, 3, torch.stack([m00, m11, m22], dim=-1).argmax(-1))
+    q = candidates.gather(-2, choice[..., None, None].expand(*choice.shape, 1, 4)).squeeze(-2)
+    q = q / q.norm(dim=-1, keepdim=True)
+    return torch.where(q[..., 3:] < 0, -q, q)
+
+
+def rotation_from_quaternion_xyzw(q: torch.Tensor) -> torch.Tensor:
+    """(..., 4) quaternions ``(x, y, z, w)`` -> (..., 3, 3) rotations; ``q`` is normalised first (zero gives NaN)."""
+    if q.shape[-1] != 4:
+        raise ValueError(f"q must have shape (..., 4), got {tuple(q.shape)}")
+    x, y, z, w = (q / q.norm(dim=-1, keepdim=True)).unbind(-1)
+    return torch.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
+    ], dim=-1).reshape(*q.shape[:-1], 3, 3)
+
+
+# ----------------------------------------------------------------------------------------------- numpy front ends
+# The ROS side and the data readers hold poses as float64 numpy arrays; these run the torch functions above on them
+# (float64 in, float64 out), so each formula exists once.
+
+def _np(function, *arrays: np.ndarray) -> np.ndarray:
+    return function(*(torch.from_numpy(np.asarray(a, dtype=np.float64)) for a in arrays)).numpy()
+
+
+def invert_transform_np(T_a_b: np.ndarray) -> np.ndarray:
+    """``T_b_a`` (..., 4, 4) of rigid transforms ``T_a_b``, float64; see :func:`invert_transform`."""
+    return _np(invert_transform, T_a_b)
+
+
+def skew_np(v: np.ndarray) -> np.ndarray:
+    """(..., 3) -> (..., 3, 3) cross-product matrices, float64; see :func:`skew`."""
+    return _np(skew, v)
+
+
+def so3_log_np(R: np.ndarray) -> np.ndarray:
+    """Rotation (..., 3, 3) -> axis-angle (..., 3), float64; see :func:`so3_log`."""
+    return _np(so3_log, R)
+
+
+def se3_log_np(T: np.ndarray) -> np.ndarray:
+    """Transform (..., 4, 4) -> tangent ``(v, omega)`` (..., 6), float64; see :func:`se3_log`."""
+    return _np(se3_log, T)
+
+
+def quaternion_xyzw_from_rotation_np(R: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) rotations -> (..., 4) unit quaternions ``(x, y, z, w)``, ``w >= 0``, float64."""
+    return _np(quaternion_xyzw_from_rotation, R)
+
+
+def rotation_from_quaternion_xyzw_np(q: np.ndarray) -> np.ndarray:
+    """(..., 4) quaternions ``(x, y, z, w)`` -> (..., 3, 3) rotations, float64.
+
+    Raises:
+        ValueError: a quaternion is not finite or has (near) zero norm.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    norm = np.linalg.norm(q, axis=-1) if q.shape[-1:] == (4,) else None
+    if norm is None or not np.all(np.isfinite(norm)) or np.any(norm < 1e-9):
+        raise ValueError(f"quaternion must be 4 finite values (x, y, z, w) of non-zero norm, got {q.tolist()}")
+    return _np(rotation_from_quaternion_xyzw, q)

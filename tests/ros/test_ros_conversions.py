@@ -15,6 +15,7 @@ from scipy.spatial.transform import Rotation  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
+from priordepth_core.geometry.se3 import invert_transform_np, skew_np  # noqa: E402
 from priordepth_ros import conversions as c  # noqa: E402
 
 HEADER = Header(stamp=Time(sec=12, nanosec=345), frame_id="camera_optical")
@@ -163,21 +164,14 @@ def test_pose_transform_and_quaternion_round_trips():
         stamped = c.transform_stamped(T, HEADER.stamp, "odom", "camera")
         assert (stamped.header.frame_id, stamped.child_frame_id) == ("odom", "camera")
         np.testing.assert_allclose(c.matrix_from_transform(stamped.transform), T, atol=1e-12)
-        q = c.quaternion_xyzw_from_matrix(T[:3, :3])
-        assert q[3] >= 0 and abs(np.linalg.norm(q) - 1) < 1e-12
-        np.testing.assert_allclose(c.invert_transform(T) @ T, np.eye(4), atol=1e-12)
-    # Agrees with scipy everywhere, including near 180 degrees (each branch of Shepperd's method).
-    for rotation in [*Rotation.random(200, random_state=3), *(Rotation.from_rotvec(np.pi * np.array(axis)) for axis in
-                     ([1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [0.6, 0.8, 0]))]:
-        expected = rotation.as_quat()
-        expected = -expected if expected[3] < 0 else expected
-        got = c.quaternion_xyzw_from_matrix(rotation.as_matrix())
-        assert np.allclose(got, expected, atol=1e-12) or (abs(expected[3]) < 1e-12 and np.allclose(got, -expected))
+        q = stamped.transform.rotation
+        assert q.w >= 0 and abs(np.linalg.norm([q.x, q.y, q.z, q.w]) - 1) < 1e-12
+        np.testing.assert_allclose(invert_transform_np(T) @ T, np.eye(4), atol=1e-12)
     # ROS order (x, y, z, w): 90 degrees about z.
-    np.testing.assert_allclose(c.matrix_from_quaternion_xyzw([0, 0, np.sqrt(0.5), np.sqrt(0.5)]),
-                               [[0, -1, 0], [1, 0, 0], [0, 0, 1]], atol=1e-12)
-    with pytest.raises(ValueError, match="non-zero norm"):
-        c.matrix_from_quaternion_xyzw([0, 0, 0, 0])
+    half = np.sqrt(0.5)
+    rotation = c.transform_stamped(c.transform_matrix(Rotation.from_euler("z", 90, degrees=True).as_matrix(),
+                                                      np.zeros(3)), HEADER.stamp, "odom", "camera").transform.rotation
+    np.testing.assert_allclose([rotation.x, rotation.y, rotation.z, rotation.w], [0, 0, half, half], atol=1e-12)
 
 
 def test_twist_integrates_back_to_the_relative_pose():
@@ -187,7 +181,7 @@ def test_twist_integrates_back_to_the_relative_pose():
         dt = 0.1
         twist = c.twist_from_relative_pose(T, dt)
         generator = np.zeros((4, 4))
-        generator[:3, :3] = c._skew(twist[3:])
+        generator[:3, :3] = skew_np(twist[3:])
         generator[:3, 3] = twist[:3]
         np.testing.assert_allclose(expm(generator * dt), T, atol=1e-9)  # constant body twist over dt
     np.testing.assert_allclose(c.twist_from_relative_pose(c.transform_matrix(np.eye(3), [1.0, 2.0, 3.0]), 0.5),

@@ -26,6 +26,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
+from priordepth_core.geometry.se3 import invert_transform_np  # noqa: E402
 from priordepth_ros import conversions as c  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -463,8 +464,8 @@ def test_base_frame_odometry_and_camera_mount_tf(harness_factory):
     # T_odom_base = T_base_camera T_camera0_camera T_camera_base, with T_camera0_camera = R_mount^-1 T_odom_camera.
     R_mount = c.transform_matrix(T_base_camera[:3, :3], np.zeros(3))
     for message, T_odom_cam in zip(odometry, T_odom_camera):
-        T_camera0_camera = c.invert_transform(R_mount) @ T_odom_cam
-        expected = T_base_camera @ T_camera0_camera @ c.invert_transform(T_base_camera)
+        T_camera0_camera = invert_transform_np(R_mount) @ T_odom_cam
+        expected = T_base_camera @ T_camera0_camera @ invert_transform_np(T_base_camera)
         np.testing.assert_allclose(c.matrix_from_pose(message.pose.pose), expected, atol=1e-6)
     np.testing.assert_allclose(c.matrix_from_pose(odometry[0].pose.pose), np.eye(4), atol=1e-12)
 

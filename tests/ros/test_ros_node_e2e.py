@@ -301,8 +301,9 @@ def test_odometry_follows_ground_truth_after_sim3_alignment(session):
 
 def test_outputs_equal_the_pipeline_run_offline_on_the_same_frames(session, synthetic_street_bag):
     """The node adds nothing and loses nothing: same frames into Pipeline.process give the same depth and poses."""
+    from priordepth_core.geometry.se3 import rotation_from_quaternion_xyzw_np
     from priordepth_core.inference import Pipeline, PipelineConfig
-    from priordepth_ros.conversions import matrix_from_quaternion_xyzw, transform_matrix
+    from priordepth_ros.conversions import transform_matrix
     from priordepth_ros.parameters import OPTICAL_IN_BODY_XYZW
 
     processed = stamps(session.received["/priordepth/depth"])
@@ -314,7 +315,7 @@ def test_outputs_equal_the_pipeline_run_offline_on_the_same_frames(session, synt
             stamp = message.header.stamp.sec * 10**9 + message.header.stamp.nanosec
             images[stamp] = np.frombuffer(message.data, np.uint8).reshape(message.height, message.width, 3)
     pipeline = Pipeline(PipelineConfig(num_threads=1))
-    T_odom_optical = transform_matrix(matrix_from_quaternion_xyzw(np.array(OPTICAL_IN_BODY_XYZW)), np.zeros(3))
+    T_odom_optical = transform_matrix(rotation_from_quaternion_xyzw_np(np.array(OPTICAL_IN_BODY_XYZW)), np.zeros(3))
     for stamp, depth, odometry in zip(processed, session.received["/priordepth/depth"],
                                       session.received["/priordepth/odometry"]):
         result = pipeline.process(images[stamp], session.K, stamp * 1e-9)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
+from priordepth_core.geometry.se3 import quaternion_xyzw_from_rotation_np
 from rosbag_tools import messages
 
 IMAGE_RGB = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
@@ -217,7 +218,7 @@ def test_camera_info_and_tf_cdr_decode_in_rclpy_to_the_same_messages():
         from tf2_msgs.msg import TFMessage
     except ImportError:
         pytest.skip("tf2_msgs is not built into this environment (make ros-interfaces)")
-    q = messages.quaternion_xyzw(T_WORLD_CAM[:3, :3])
+    q = quaternion_xyzw_from_rotation_np(T_WORLD_CAM[:3, :3])
     theirs_tf = TFMessage(transforms=[TransformStamped(header=Header(stamp=header.stamp, frame_id="world"),
                                                        child_frame_id="gt_camera")])
     theirs_tf.transforms[0].transform.translation = Vector3(x=1.5, y=-0.25, z=2.0)
@@ -249,9 +250,9 @@ def test_built_tf2_msgs_is_the_genuine_jazzy_type(monkeypatch):
 def test_quaternion_is_ros_order_with_non_negative_w():
     half = np.sqrt(0.5)
     R_z90 = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90 degrees about z
-    np.testing.assert_allclose(messages.quaternion_xyzw(R_z90), [0.0, 0.0, half, half], atol=1e-15)
+    np.testing.assert_allclose(quaternion_xyzw_from_rotation_np(R_z90), [0.0, 0.0, half, half], atol=1e-15)
     R_z270 = R_z90.T
-    np.testing.assert_allclose(messages.quaternion_xyzw(R_z270), [0.0, 0.0, -half, half], atol=1e-15)
+    np.testing.assert_allclose(quaternion_xyzw_from_rotation_np(R_z270), [0.0, 0.0, -half, half], atol=1e-15)
 
 
 def test_time_conversion_keeps_nanoseconds_of_epoch_stamps():
