@@ -23,7 +23,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
@@ -34,7 +33,7 @@ from priordepth_core.data.sample import resize_depth_nearest, resize_image
 from priordepth_core.data.synthetic.writers import depth_to_tum_png
 from priordepth_core.data.trajectory_io import write_tum_trajectory
 from priordepth_core.data.tum_rgbd import associate
-from priordepth_core.geometry.camera import resize_intrinsics
+from priordepth_core.geometry.camera import resize_intrinsics_np
 
 from .messages import COMPRESSED_IMAGE, IMAGE, stamp_to_nanoseconds
 
@@ -224,7 +223,7 @@ def extract_frames(bag: str | Path, out: str | Path, image_topic: str | None = N
                 _write_png(folder / "rgb" / f"{name}.png", rgb)
                 bar.update(1)
         out_hw = native_hw if size_wh is None else (size_wh[1], size_wh[0])
-        K = resize_intrinsics(torch.from_numpy(np.array(K_native, dtype=np.float64)), native_hw, out_hw).numpy()
+        K = resize_intrinsics_np(K_native, native_hw, out_hw)
         _write_list(folder / "rgb.txt", "color images", bag, [(n, f"rgb/{n}.png") for n in names])
         (folder / "intrinsics.txt").write_text(
             "# fx fy cx cy width height (pinhole; from " + camera_info_topic + ")\n"

@@ -6,6 +6,7 @@ Conventions (ARCHITECTURE.md): optical frames (x right, y down, z forward), pixe
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .validation import check_shape
@@ -48,6 +49,11 @@ def scale_intrinsics(K: torch.Tensor, scale_x: float | torch.Tensor, scale_y: fl
 def resize_intrinsics(K: torch.Tensor, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> torch.Tensor:
     """Intrinsics after resizing an image from ``from_hw = (H, W)`` to ``to_hw``; see :func:`scale_intrinsics`."""
     return scale_intrinsics(K, to_hw[1] / from_hw[1], to_hw[0] / from_hw[0])
+
+
+def resize_intrinsics_np(K: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> np.ndarray:
+    """:func:`resize_intrinsics` on a (..., 3, 3) numpy array (float64 in and out), for readers and the ROS side."""
+    return resize_intrinsics(torch.from_numpy(np.asarray(K, dtype=np.float64)), from_hw, to_hw).numpy()
 
 
 def invert_intrinsics(K: torch.Tensor) -> torch.Tensor:

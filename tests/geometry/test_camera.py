@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -7,6 +8,7 @@ from priordepth_core.geometry.camera import (
     pixel_grid,
     project_points,
     resize_intrinsics,
+    resize_intrinsics_np,
     scale_intrinsics,
     transform_points,
     unproject_points,
@@ -32,6 +34,7 @@ def test_scale_intrinsics_maps_pixel_edges():
     K[0, 2] = -0.5
     K[1, 2] = 479.5
     K2 = resize_intrinsics(K, (480, 640), (240, 320))
+    np.testing.assert_allclose(resize_intrinsics_np(K.numpy(), (480, 640), (240, 320)), K2.numpy())
     assert K2[0, 2].item() == pytest.approx(-0.5)
     assert K2[1, 2].item() == pytest.approx(239.5)
     assert K2[0, 0].item() == pytest.approx(250.0)
