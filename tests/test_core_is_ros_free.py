@@ -1,4 +1,5 @@
-"""priordepth_core must import without ROS: every module is imported with the ROS packages made unimportable."""
+"""priordepth_core must import without ROS: every module is imported with the ROS packages (and rosbag_tools, which
+sits above the core) made unimportable. tests/test_layers.py checks the same statically, function bodies included."""
 
 import subprocess
 import sys
@@ -13,12 +14,13 @@ PROBE = textwrap.dedent(
 
     ROS_TOP_LEVEL = {"rclpy", "rosidl_runtime_py", "rosidl_parser", "rpyutils", "sensor_msgs", "nav_msgs",
                      "geometry_msgs", "std_msgs", "tf2_msgs", "tf2_ros", "visualization_msgs", "diagnostic_msgs",
-                     "builtin_interfaces", "launch", "launch_ros", "cv_bridge", "message_filters", "priordepth_ros"}
+                     "builtin_interfaces", "launch", "launch_ros", "cv_bridge", "message_filters", "priordepth_ros",
+                     "rosbag_tools"}
 
     class BlockRos(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in ROS_TOP_LEVEL:
-                raise ImportError(f"ROS module {name} imported by the ROS-free core")
+                raise ImportError(f"{name} (ROS, or a package above the core) imported by the ROS-free core")
             return None
 
     sys.meta_path.insert(0, BlockRos())
