@@ -211,35 +211,63 @@ def nearest_rotation(M: torch.Tensor, iterations: int = POLAR_ITERATIONS) -> tor
     return R
 
 
+def _linear_map(rows: dict[int, list[tuple[float, int]]], size_out: int, size_in: int) -> torch.Tensor:
+    """(size_out, size_in) float64 matrix from ``{row: [(coefficient, column), ...]}``."""
+    M = torch.zeros(size_out, size_in, dtype=torch.float64)
+    for row, terms in rows.items():
+        for coefficient, column in terms:
+            M[row, column] += coefficient
+    return M
+
+
+# 4 q q^T of a unit quaternion (rows and columns x, y, z, w; flattened row-major) as an affine map of the row-major
+# rotation entries m_ij = 3 i + j: the diagonal holds 4 x^2 = 1 + m00 - m11 - m22 and so on, the rest sums and
+# differences of opposite off-diagonal entries.
+_FOUR_QQT_FROM_ROTATION = _linear_map({
+    4 * a + b: [(sign, 3 * i + j) for sign, (i, j) in terms]
+    for (a, b), terms in {
+        (0, 0): [(1, (0, 0)), (-1, (1, 1)), (-1, (2, 2))],
+        (1, 1): [(-1, (0, 0)), (1, (1, 1)), (-1, (2, 2))],
+        (2, 2): [(-1, (0, 0)), (-1, (1, 1)), (1, (2, 2))],
+        (3, 3): [(1, (0, 0)), (1, (1, 1)), (1, (2, 2))],
+        (0, 1): [(1, (0, 1)), (1, (1, 0))], (1, 0): [(1, (0, 1)), (1, (1, 0))],
+        (0, 2): [(1, (0, 2)), (1, (2, 0))], (2, 0): [(1, (0, 2)), (1, (2, 0))],
+        (1, 2): [(1, (1, 2)), (1, (2, 1))], (2, 1): [(1, (1, 2)), (1, (2, 1))],
+        (0, 3): [(1, (2, 1)), (-1, (1, 2))], (3, 0): [(1, (2, 1)), (-1, (1, 2))],
+        (1, 3): [(1, (0, 2)), (-1, (2, 0))], (3, 1): [(1, (0, 2)), (-1, (2, 0))],
+        (2, 3): [(1, (1, 0)), (-1, (0, 1))], (3, 2): [(1, (1, 0)), (-1, (0, 1))],
+    }.items()
+}, 16, 9)
+_FOUR_QQT_OFFSET = torch.eye(4, dtype=torch.float64).reshape(16)
+
+# The row-major rotation of a unit quaternion as a linear map of q q^T (flattened row-major, x, y, z, w).
+_ROTATION_FROM_QQT = _linear_map({
+    3 * i + j: [(coefficient, 4 * a + b) for coefficient, (a, b) in terms]
+    for (i, j), terms in {
+        (0, 0): [(1, (0, 0)), (-1, (1, 1)), (-1, (2, 2)), (1, (3, 3))],
+        (1, 1): [(-1, (0, 0)), (1, (1, 1)), (-1, (2, 2)), (1, (3, 3))],
+        (2, 2): [(-1, (0, 0)), (-1, (1, 1)), (1, (2, 2)), (1, (3, 3))],
+        (0, 1): [(2, (0, 1)), (-2, (2, 3))], (1, 0): [(2, (0, 1)), (2, (2, 3))],
+        (0, 2): [(2, (0, 2)), (2, (1, 3))], (2, 0): [(2, (0, 2)), (-2, (1, 3))],
+        (1, 2): [(2, (1, 2)), (-2, (0, 3))], (2, 1): [(2, (1, 2)), (2, (0, 3))],
+    }.items()
+}, 9, 16)
+
+
 def quaternion_xyzw_from_rotation(R: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) rotations -> (..., 4) unit quaternions ``(x, y, z, w)`` with ``w >= 0`` (ROS and scipy order).
 
-    Shepperd's method: the largest of |w|, |x|, |y|, |z| is read from the diagonal first, so nothing is divided by a
-    small number; the other three candidates are computed too (clamped, so their values and gradients stay finite)
-    and discarded.
+    Shepperd's method: ``4 q q^T`` is linear in R, and its row with the largest diagonal entry is ``4 q_k q`` with
+    ``q_k^2 >= 1/4``, so normalising that row divides by nothing small. A handful of batched operations: the ROS
+    node converts every pose it publishes with this (through :func:`quaternion_xyzw_from_rotation_np`).
     """
     if R.shape[-2:] != (3, 3):
         raise ValueError(f"R must have shape (..., 3, 3), got {tuple(R.shape)}")
-    m = R.unbind(-1)
-    (m00, m10, m20), (m01, m11, m21), (m02, m12, m22) = (col.unbind(-1) for col in m)
-    trace = m00 + m11 + m22
-    tiny = torch.finfo(R.dtype).tiny
-
-    def candidate(four_sq: torch.Tensor, order: tuple[int, int, int, int], a, b, c) -> torch.Tensor:
-        # four_sq = 4 q_k^2 of the component k read from the diagonal; a, b, c give 4 q_k q_j of the other three.
-        s = 2.0 * torch.sqrt(four_sq.clamp_min(tiny))
-        values = (0.25 * s, a / s, b / s, c / s)
-        return torch.stack([values[order.index(i)] for i in range(4)], dim=-1)
-
-    candidates = torch.stack([
-        candidate(1.0 + m00 - m11 - m22, (0, 1, 2, 3), m01 + m10, m02 + m20, m21 - m12),  # x largest
-        candidate(1.0 + m11 - m00 - m22, (1, 0, 2, 3), m01 + m10, m12 + m21, m02 - m20),  # y largest
-        candidate(1.0 + m22 - m00 - m11, (2, 0, 1, 3), m02 + m20, m12 + m21, m10 - m01),  # z largest
-        candidate(1.0 + trace, (3, 0, 1, 2), m21 - m12, m02 - m20, m10 - m01),  # w largest
-    ], dim=-2)  # (..., 4 candidates, 4)
-    choice = torch.where(trace > 0, 3, torch.stack([m00, m11, m22], dim=-1).argmax(-1))
-    q = candidates.gather(-2, choice[..., None, None].expand(*choice.shape, 1, 4)).squeeze(-2)
-    q = q / q.norm(dim=-1, keepdim=True)
+    batch = R.shape[:-2]
+    four_qqt = (R.reshape(*batch, 9) @ _FOUR_QQT_FROM_ROTATION.to(R).T + _FOUR_QQT_OFFSET.to(R)).reshape(*batch, 4, 4)
+    largest = four_qqt.diagonal(dim1=-2, dim2=-1).argmax(-1)  # (...,)
+    row = four_qqt.gather(-2, largest[..., None, None].expand(*batch, 1, 4)).squeeze(-2)  # (..., 4) = 4 q_k q
+    q = row / row.norm(dim=-1, keepdim=True)
     return torch.where(q[..., 3:] < 0, -q, q)
 
 
@@ -247,12 +275,9 @@ def rotation_from_quaternion_xyzw(q: torch.Tensor) -> torch.Tensor:
     """(..., 4) quaternions ``(x, y, z, w)`` -> (..., 3, 3) rotations; ``q`` is normalised first (zero gives NaN)."""
     if q.shape[-1] != 4:
         raise ValueError(f"q must have shape (..., 4), got {tuple(q.shape)}")
-    x, y, z, w = (q / q.norm(dim=-1, keepdim=True)).unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
-    ], dim=-1).reshape(*q.shape[:-1], 3, 3)
+    q = q / q.norm(dim=-1, keepdim=True)
+    qqt = (q[..., :, None] * q[..., None, :]).reshape(*q.shape[:-1], 16)
+    return (qqt @ _ROTATION_FROM_QQT.to(q).T).reshape(*q.shape[:-1], 3, 3)
 
 
 # ----------------------------------------------------------------------------------------------- numpy front ends
