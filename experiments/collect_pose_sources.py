@@ -19,6 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from priordepth_core.data.trajectory_io import read_trajectory
+from priordepth_core.evaluate.__main__ import main as evaluate_main
+from priordepth_core.evaluate.pose_metrics import align_trajectory
+
 REPO = Path(__file__).resolve().parents[1]
 HANDHELD = "config/train/synthetic_handheld.yaml"
 # suite key of experiments/pose_sources.sh -> its training config, the label in docs/results.json, the depth cap of
@@ -43,8 +47,6 @@ METRICS = ("abs_rel", "a1", "ate_rmse", "rpe_trans_rmse", "rpe_rot_rmse_deg", "f
 
 
 def _evaluate(argv: list[str]) -> None:
-    from priordepth_core.evaluate.__main__ import main as evaluate_main
-
     if evaluate_main(argv) != 0:
         raise SystemExit(f"evaluation failed: {' '.join(argv)}")
 
@@ -95,9 +97,6 @@ def plot_suite(suite: str, runs_root: Path, runs: list[str], path: Path) -> None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from priordepth_core.data.trajectory_io import read_trajectory
-    from priordepth_core.evaluate.pose_metrics import align_trajectory
 
     orb_dir = runs_root / SUITES[suite]["orb"] / "orb"
     references = sorted(orb_dir.glob("*_reference.txt"))

@@ -23,13 +23,23 @@ import argparse
 import sys
 
 import torch
+from torch.utils.data import default_collate
+
+from priordepth_core.evaluate.depth_cli import load_depth_model
+from priordepth_core.evaluate.pose_pairs import match_pairs
+from priordepth_core.geometry.camera import unproject_points
+from priordepth_core.geometry.pose import solve_essential_ransac, solve_pnp_ransac
+from priordepth_core.geometry.se3 import rotation_error_deg, translation_direction_error_deg
+from priordepth_core.losses.sparse_prior import sample_depth_at
+from priordepth_core.models import KeypointNet
+from priordepth_core.train.checkpoint import load_checkpoint
+from priordepth_core.train.config import load_config
+from priordepth_core.train.datasets import build_split
+from priordepth_core.train.keypoints import load_keypoint_net
 
 
 def _keypoint_net_from_checkpoint(path: str):
     """The jointly trained KeypointNet of a trainer checkpoint, or None when the run had none."""
-    from priordepth_core.models import KeypointNet
-    from priordepth_core.train.checkpoint import load_checkpoint
-
     state = load_checkpoint(path)
     prefix = "keypoint_net."
     weights = {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
@@ -42,18 +52,6 @@ def _keypoint_net_from_checkpoint(path: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from torch.utils.data import default_collate
-
-    from priordepth_core.evaluate.depth_cli import load_depth_model
-    from priordepth_core.evaluate.pose_pairs import match_pairs
-    from priordepth_core.geometry.camera import unproject_points
-    from priordepth_core.geometry.pose import solve_essential_ransac, solve_pnp_ransac
-    from priordepth_core.geometry.se3 import rotation_error_deg, translation_direction_error_deg
-    from priordepth_core.losses.sparse_prior import sample_depth_at
-    from priordepth_core.train.config import load_config
-    from priordepth_core.train.datasets import build_split
-    from priordepth_core.train.keypoints import load_keypoint_net
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", required=True, choices=("driving", "handheld", "indoor-slow"))
     parser.add_argument("--height", type=int, required=True)
