@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def skew3(v: np.ndarray) -> np.ndarray:
-    return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+from ..geometry.se3 import invert_transform_np, skew_np
 
 
 def adjoint(T: np.ndarray) -> np.ndarray:
@@ -24,17 +22,9 @@ def adjoint(T: np.ndarray) -> np.ndarray:
     R, t = T[:3, :3], T[:3, 3]
     A = np.zeros((6, 6))
     A[:3, :3] = R
-    A[:3, 3:] = skew3(t) @ R
+    A[:3, 3:] = skew_np(t) @ R
     A[3:, 3:] = R
     return A
-
-
-def invert(T: np.ndarray) -> np.ndarray:
-    """Inverse of a (4, 4) rigid transform."""
-    inv = np.eye(4)
-    inv[:3, :3] = T[:3, :3].T
-    inv[:3, 3] = -T[:3, :3].T @ T[:3, 3]
-    return inv
 
 
 def rotate_covariance(covariance: np.ndarray, R: np.ndarray) -> np.ndarray:
@@ -56,7 +46,7 @@ def relative_covariance_from_pnp(covariance_curr: np.ndarray) -> np.ndarray:
 
 def propagate(covariance_ref: np.ndarray, T_ref_curr: np.ndarray, covariance_rel: np.ndarray) -> np.ndarray:
     """Body-frame covariance of ``T_odom_curr = T_odom_ref T_ref_curr`` (see the module docstring)."""
-    A = adjoint(invert(T_ref_curr))
+    A = adjoint(invert_transform_np(T_ref_curr))
     covariance = A @ covariance_ref @ A.T + covariance_rel
     return 0.5 * (covariance + covariance.T)
 

@@ -34,13 +34,15 @@ import cv2
 import numpy as np
 import torch
 
+from ..geometry.camera import resize_intrinsics_np
+from ..geometry.se3 import invert_transform_np
 from ..models import gather_matches, match_descriptors, select_keypoints
 from ..pose import PoseSourceSettings, build_pose_source
 from .backends import NetworkBackend, create_backend
 from .config import PipelineConfig
 from .ground_plane import estimate_camera_height
 from .model_file import InferenceModel, default_checkpoint_path, load_inference_model
-from .odometry import invert, orthonormalise, propagate, relative_covariance_from_pnp, rotate_covariance
+from .odometry import orthonormalise, propagate, relative_covariance_from_pnp, rotate_covariance
 from .relative_pose import RelativePose, estimate_relative_pose
 from .result import TIMING_STAGES, FrameResult, TrackingState
 
@@ -212,14 +214,7 @@ class Pipeline:
 
     def _network_intrinsics(self, K: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
         """K of the image resized to the network input (pixel centres at integers, as resize_intrinsics)."""
-        sx, sy = self.input_size[1] / image_hw[1], self.input_size[0] / image_hw[0]
-        K_net = K.copy()
-        K_net[0, 0] *= sx
-        K_net[0, 1] *= sx
-        K_net[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
-        K_net[1, 1] *= sy
-        K_net[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
-        return K_net
+        return resize_intrinsics_np(K, image_hw, self.input_size)
 
     # ------------------------------------------------------------------------------------------------ frame
     def process(self, image_rgb: np.ndarray, K: np.ndarray, stamp: float) -> FrameResult:
@@ -260,7 +255,7 @@ class Pipeline:
         covariance = (np.eye(6) * LOST_VARIANCE if state == TrackingState.LOST
                       else rotate_covariance(covariance_body, T_odom[:3, :3]))
         relative_covariance = (np.eye(6) * LOST_VARIANCE if covariance_rel is None
-                               else rotate_covariance(covariance_rel, invert(relative.T_curr_ref)[:3, :3]))
+                               else rotate_covariance(covariance_rel, invert_transform_np(relative.T_curr_ref)[:3, :3]))
         return FrameResult(
             stamp=stamp, depth=depth, keypoints=keypoints_input.astype(np.float32),
             keypoint_scores=frame.keypoints["scores"][0].numpy().astype(np.float32),
@@ -346,7 +341,7 @@ class Pipeline:
         """``T_curr_ref`` from the configured pose source (None without matches), the last motion as its prior."""
         if pairing.x_ref is None:
             return None
-        init = invert(self._motion_last) if self._motion_valid and self._frames_lost == 0 else None
+        init = invert_transform_np(self._motion_last) if self._motion_valid and self._frames_lost == 0 else None
         return estimate_relative_pose(self.pose_source, reference.points[pairing.matches[:, 0]], pairing.x_ref,
                                       pairing.x_curr, pairing.weights, K_net, self._generator, init, LOST_VARIANCE)
 
@@ -409,13 +404,13 @@ class Pipeline:
         if relative.rotation_deg >= config.pure_rotation_min_deg and relative.parallax_px < noise_floor:
             reasons.append(f"pure rotation ({relative.rotation_deg:.1f} deg, parallax {relative.parallax_px:.2f} px): "
                            "translation observed through depth only")
-        T_ref_curr = invert(relative.T_curr_ref)
+        T_ref_curr = invert_transform_np(relative.T_curr_ref)
         covariance_rel = relative_covariance_from_pnp(relative.covariance)
         if reasons:
             covariance_rel = covariance_rel * DEGRADED_INFLATION
         T_odom = orthonormalise(reference.T_odom @ T_ref_curr)
         covariance_body = propagate(reference.covariance, T_ref_curr, covariance_rel)
-        T_prev_curr = orthonormalise(invert(self._T_odom_last) @ T_odom)
+        T_prev_curr = orthonormalise(invert_transform_np(self._T_odom_last) @ T_odom)
         recovered = self._frames_lost > 0
         if recovered:
             reasons_text = f"tracking recovered after {self._frames_lost} lost frame(s)"

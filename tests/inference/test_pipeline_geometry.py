@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from priordepth_core.geometry.se3 import invert_transform_np
 from priordepth_core.inference.ground_plane import estimate_camera_height
-from priordepth_core.inference.odometry import adjoint, invert, propagate, rotate_covariance
+from priordepth_core.inference.odometry import adjoint, propagate, rotate_covariance
 from priordepth_core.inference.relative_pose import estimate_relative_pose, reprojection_covariance
 from priordepth_core.pose import PoseSourceSettings, build_pose_source
 
@@ -106,7 +107,7 @@ def test_pipeline_covariance_propagation():
     exp_xi = np.eye(4)
     exp_xi[:3, :3] += np.array([[0, -xi[5], xi[4]], [xi[5], 0, -xi[3]], [-xi[4], xi[3], 0]])
     exp_xi[:3, 3] = xi[:3]
-    lhs = T @ exp_xi @ invert(T) - np.eye(4)
+    lhs = T @ exp_xi @ invert_transform_np(T) - np.eye(4)
     mapped = adjoint(T) @ xi
     assert np.allclose(lhs[:3, 3], mapped[:3], atol=1e-12)
     assert np.allclose(lhs[2, 1], mapped[3], atol=1e-12)
