@@ -25,6 +25,7 @@ import sys
 import torch
 from torch.utils.data import default_collate
 
+from priordepth_core.data.registry import build_split
 from priordepth_core.evaluate.depth_cli import load_depth_model
 from priordepth_core.evaluate.pose_pairs import match_pairs
 from priordepth_core.geometry.camera import unproject_points
@@ -34,7 +35,6 @@ from priordepth_core.losses.sparse_prior import sample_depth_at
 from priordepth_core.models import KeypointNet
 from priordepth_core.train.checkpoint import load_checkpoint
 from priordepth_core.train.config import load_config
-from priordepth_core.train.datasets import build_split
 from priordepth_core.train.keypoints import load_keypoint_net
 
 

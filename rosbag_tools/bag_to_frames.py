@@ -1,6 +1,6 @@
 """A user's rosbag2 recording -> a training sequence in TUM RGB-D layout that the trainer's readers accept.
 
-Output folder (``TumRgbdDataset`` reads it; so does the trainer with ``data.kind=tum``)::
+Output folder (``TumRgbdReader`` reads it; so does the trainer with ``data.kind=tum``)::
 
     rgb/<stamp>.png, rgb.txt           8-bit colour, "timestamp filename" lines (stamp: header time, 9 decimals)
     intrinsics.txt                     "fx fy cx cy width height" of the written images (K scaled when resized)
@@ -8,7 +8,7 @@ Output folder (``TumRgbdDataset`` reads it; so does the trainer with ``data.kind
     depth_exact/<rgb stamp>.npy        with --depth-exact as well: float32 metres, 0 = invalid
     groundtruth.txt                    with --pose-topic: "timestamp tx ty tz qx qy qz qw", one pose per frame
 
-Images are decoded by the core's rosbag reader (``RosbagDataset``): ``rgb8``, ``bgr8``, ``mono8`` (grey copied to
+Images are decoded by the core's rosbag reader (``RosbagReader``): ``rgb8``, ``bgr8``, ``mono8`` (grey copied to
 three channels), ``bayer_*`` (debayered by OpenCV as cv_bridge does) and ``sensor_msgs/CompressedImage``. K comes
 from the CameraInfo nearest in time to each frame and must stay the same over the kept frames (TUM layout holds one
 K). Poses (PoseStamped or Odometry of the optical camera in a world frame) and depth (``32FC1`` metres or ``16UC1`` /
@@ -28,7 +28,7 @@ from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
 from priordepth_core.atomic_output import atomic_output, check_new_output
-from priordepth_core.data import DatasetError, RosbagDataset
+from priordepth_core.data import DatasetError, RosbagReader
 from priordepth_core.data.sample import resize_depth_nearest, resize_image
 from priordepth_core.data.synthetic.writers import depth_to_tum_png
 from priordepth_core.data.trajectory_io import write_tum_trajectory
@@ -41,9 +41,6 @@ IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 DEPTH_ENCODINGS = {"32FC1": ("<f4", 1.0), "16UC1": ("<u2", 1e-3), "mono16": ("<u2", 1e-3)}  # dtype, metres per unit
 # zlib level 1: at 640x480 about 40% faster to write than level 3 for 7% larger files (PNG encoding dominates).
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
-# The readers need one context offset; (1,) accepts any recording with two or more images.
-_INDEX_ONLY_CONTEXT = (1,)
-_UNUSED_SAMPLE_HW = (8, 8)
 # Two CameraInfo K differing by less than this (pixels) are the same calibration (text round-off in drivers).
 K_TOLERANCE_PX = 1e-6
 
@@ -187,9 +184,9 @@ def extract_frames(bag: str | Path, out: str | Path, image_topic: str | None = N
     if depth_topic is not None and depth_topic not in topics:
         raise DatasetError(f"{bag}: depth topic {depth_topic!r} is not in the bag; topics: {', '.join(sorted(topics))}")
 
-    dataset = RosbagDataset(bag, image_topic, camera_info_topic, _UNUSED_SAMPLE_HW, _INDEX_ONLY_CONTEXT,
-                            pose_topic=pose_topic, max_pose_time_difference=max_time_difference)
-    frames = dataset.sequences[0]
+    reader = RosbagReader(bag, image_topic, camera_info_topic, pose_topic=pose_topic,
+                          max_pose_time_difference=max_time_difference)
+    frames = reader.sequences[0]
     frames = [frames[i] for i in _decimate([f.stamp for f in frames], every, max_rate)]
     K_native = frames[0].K
     for frame in frames:
@@ -214,9 +211,9 @@ def extract_frames(bag: str | Path, out: str | Path, image_topic: str | None = N
         native_hw = None
         with tqdm(total=len(frames), desc=out.name, unit="frame", disable=not progress) as bar:
             for frame, name in zip(frames, names):
-                # The reader's frame loader (FrameSequenceDataset._load_rgb) decodes any supported encoding at the
+                # The reader's frame loader (RosbagReader.load_rgb) decodes any supported encoding at the
                 # native size and checks it against its CameraInfo.
-                rgb = dataset._load_rgb(frame)
+                rgb = reader.load_rgb(frame)
                 native_hw = native_hw or rgb.shape[:2]
                 if size_wh is not None:
                     rgb = resize_image(rgb, (size_wh[1], size_wh[0]))

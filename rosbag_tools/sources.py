@@ -19,10 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from priordepth_core.data import DatasetError, KittiOdometryDataset, KittiRawDataset, TumRgbdDataset
+from priordepth_core.data import (
+    DatasetError,
+    Frame,
+    FrameReader,
+    KittiOdometryReader,
+    KittiRawReader,
+    TumRgbdReader,
+)
 from priordepth_core.data.kitti_odometry import CAMERA_FOLDERS, camera_from_cam0
 from priordepth_core.data.kitti_raw import calib_entry, read_calib_file
-from priordepth_core.data.sample import Frame, FrameSequenceDataset
+from priordepth_core.data.synthetic import Renderer, SequenceSpec, ensure_suite, load_manifest, make_sequence
+from priordepth_core.data.synthetic.sequence import render_frames
 from priordepth_core.data.tum_rgbd import INTRINSICS_FILE, TUM_INTRINSICS
 
 # Radial-tangential (plumb_bob k1 k2 p1 p2 k3) distortion of TUM's colour cameras, published beside the intrinsics in
@@ -33,10 +41,6 @@ TUM_DISTORTION = {
     "freiburg3": (0.0, 0.0, 0.0, 0.0, 0.0),
 }
 NO_DISTORTION = (0.0, 0.0, 0.0, 0.0, 0.0)
-# Readers need at least one context offset; (1,) accepts any sequence of two or more frames.
-_INDEX_ONLY_CONTEXT = (1,)
-# Readers resize samples to this size; conversion reads native frames and never asks for samples.
-_UNUSED_SAMPLE_HW = (8, 8)
 
 FramePixels = tuple[np.ndarray, np.ndarray | None]  # (H, W, 3) uint8 RGB, (H, W) float32 metres (0 = invalid)
 
@@ -83,33 +87,32 @@ class CameraSequence:
         return len(self.stamps)
 
 
-def _from_reader(dataset: FrameSequenceDataset, name: str, distortion: tuple[float, ...] = NO_DISTORTION,
+def _from_reader(reader: FrameReader, name: str, distortion: tuple[float, ...] = NO_DISTORTION,
                  static_transforms: list[StaticTransform] | None = None) -> CameraSequence:
     """Wrap the single sequence a reader indexed. Pixels come from the reader's own frame loaders, so decoding,
     depth units and velodyne projection are exactly the trainer's."""
-    if len(dataset.sequences) != 1:
-        raise ValueError(f"expected one sequence, the reader indexed {len(dataset.sequences)}")
-    frames: list[Frame] = dataset.sequences[0]
+    if len(reader.sequences) != 1:
+        raise ValueError(f"expected one sequence, the reader indexed {len(reader.sequences)}")
+    frames: list[Frame] = reader.sequences[0]
     stamps = np.array([f.stamp for f in frames], dtype=np.float64)
-    T_world_cam = np.stack([f.T_world_cam for f in frames]) if dataset.has_poses else None
+    T_world_cam = np.stack([f.T_world_cam for f in frames]) if reader.has_poses else None
 
     def pixels() -> Iterator[FramePixels]:
         for frame in frames:
-            # The readers' loader hooks (FrameSequenceDataset._load_rgb/_load_depth) decode one frame at its native
-            # size; samples would resize and pair it with context frames, which a converter does not want.
-            rgb = dataset._load_rgb(frame)
-            depth = dataset._load_depth(frame) if dataset.has_depth else None
+            # The reader decodes one frame at its native size.
+            rgb = reader.load_rgb(frame)
+            depth = reader.load_depth(frame) if reader.has_depth else None
             yield rgb, depth
 
     return CameraSequence(name=name, K=np.array(frames[0].K, dtype=np.float64), stamps=stamps, frames=pixels,
-                          T_world_cam=T_world_cam, has_depth=dataset.has_depth, distortion=distortion,
+                          T_world_cam=T_world_cam, has_depth=reader.has_depth, distortion=distortion,
                           static_transforms=static_transforms or [])
 
 
 # ------------------------------------------------------------------------------------------------------- TUM RGB-D
 
 def tum_sequence(root: str | Path, max_time_difference: float = 0.02, with_depth: bool | None = None) -> CameraSequence:
-    """A TUM RGB-D sequence folder (or a synthetic sequence in TUM layout) through :class:`TumRgbdDataset`.
+    """A TUM RGB-D sequence folder (or a synthetic sequence in TUM layout) through :class:`TumRgbdReader`.
 
     Raises:
         DatasetError: not a TUM sequence folder, or anything the reader rejects.
@@ -119,9 +122,8 @@ def tum_sequence(root: str | Path, max_time_difference: float = 0.02, with_depth
         raise DatasetError(f"{root}: TUM RGB-D sequence folder does not exist")
     if not (root / "rgb.txt").is_file():
         raise DatasetError(f"{root}: not a TUM RGB-D sequence (no rgb.txt)")
-    dataset = TumRgbdDataset(root, _UNUSED_SAMPLE_HW, _INDEX_ONLY_CONTEXT, max_time_difference=max_time_difference,
-                             with_depth=with_depth)
-    return _from_reader(dataset, root.name, distortion=_tum_distortion(root, dataset.sequences[0][0].K))
+    reader = TumRgbdReader(root, max_time_difference=max_time_difference, with_depth=with_depth)
+    return _from_reader(reader, root.name, distortion=_tum_distortion(root, reader.sequences[0][0].K))
 
 
 def _tum_distortion(root: Path, K: np.ndarray) -> tuple[float, ...]:
@@ -180,9 +182,8 @@ def _kitti_raw_sequence(drive: Path, camera: int, with_depth: bool | None, image
         # The raw reader indexes frames through a split file: list every frame of this one drive.
         split = Path(folder) / "drive_split.txt"
         split.write_text("".join(f"{date_dir.name}/{drive.name} {i} {side}\n" for i in range(count)))
-        dataset = KittiRawDataset(date_dir.parent, split, _UNUSED_SAMPLE_HW, _INDEX_ONLY_CONTEXT,
-                                  image_extension=image_extension, with_depth=with_depth)
-    return _from_reader(dataset, drive.name, static_transforms=_kitti_raw_static_transforms(date_dir, camera))
+        reader = KittiRawReader(date_dir.parent, split, image_extension=image_extension, with_depth=with_depth)
+    return _from_reader(reader, drive.name, static_transforms=_kitti_raw_static_transforms(date_dir, camera))
 
 
 def _kitti_raw_static_transforms(date_dir: Path, camera: int) -> list[StaticTransform]:
@@ -210,8 +211,7 @@ def _kitti_odometry_sequence(folder: Path, camera: int, image_extension: str) ->
     if folder.parent.name != "sequences":
         raise DatasetError(f"{folder}: a KITTI odometry sequence folder must sit in a 'sequences' folder "
                            "(<root>/sequences/<XX>, poses in <root>/poses/<XX>.txt)")
-    dataset = KittiOdometryDataset(folder.parent.parent, [folder.name], _UNUSED_SAMPLE_HW, _INDEX_ONLY_CONTEXT,
-                                   camera=camera, image_extension=image_extension)
+    reader = KittiOdometryReader(folder.parent.parent, [folder.name], camera=camera, image_extension=image_extension)
     calib_path = folder / "calib.txt"
     calib = read_calib_file(calib_path)
     transforms = []
@@ -220,7 +220,7 @@ def _kitti_odometry_sequence(folder: Path, camera: int, image_extension: str) ->
         T_cam0_velo[:3, :] = calib_entry(calib, "Tr", 12, calib_path).reshape(3, 4)
         _, T_camc_cam0 = camera_from_cam0(calib_entry(calib, f"P{camera}", 12, calib_path).reshape(3, 4))
         transforms.append(StaticTransform("camera", "velodyne", T_camc_cam0 @ T_cam0_velo))
-    return _from_reader(dataset, f"kitti_odometry_{folder.name}", static_transforms=transforms)
+    return _from_reader(reader, f"kitti_odometry_{folder.name}", static_transforms=transforms)
 
 
 def _rigid(R: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -244,8 +244,6 @@ def synthetic_suite_sequence(suite: str, split: str = "test", seed: int | None =
         cache: the folder holding suites (default ``$PRIORDEPTH_CACHE/suites`` or ``~/.cache/priordepth/suites``).
         progress: progress bars while the suite is generated.
     """
-    from priordepth_core.data.synthetic import ensure_suite, load_manifest
-
     root = ensure_suite(suite, root=cache, progress=progress)
     entries = load_manifest(root)["splits"].get(split)
     if entries is None:
@@ -266,9 +264,6 @@ def synthetic_rendered_sequence(scene: str, motion: str, frames: int, width: int
     Raises:
         ValueError: a bad specification, or a camera path the generator rejects.
     """
-    from priordepth_core.data.synthetic import Renderer, SequenceSpec, make_sequence
-    from priordepth_core.data.synthetic.sequence import render_frames
-
     sequence = make_sequence(SequenceSpec(scene, motion, frames, width, height, seed, fps))
 
     def pixels() -> Iterator[FramePixels]:

@@ -265,7 +265,7 @@ def _strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
 
 @pytest.mark.parametrize("source, target, allowed", [
     ("priordepth_core.train.trainer", "priordepth_core.evaluate.depth_eval", True),
-    ("priordepth_core.evaluate.depth_eval", "priordepth_core.train.datasets", False),
+    ("priordepth_core.evaluate.depth_eval", "priordepth_core.train.trainer", False),
     ("priordepth_core.models.depth_net", "priordepth_core.losses.photometric", False),
     ("priordepth_core.evaluate.__main__", "priordepth_core.evaluate.depth_cli", True),
     ("priordepth_core.pose.registry", "priordepth_core.data.sample", False),

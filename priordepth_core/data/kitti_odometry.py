@@ -20,12 +20,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .errors import DatasetError
+from .frames import Frame, FrameReader, configured_path
 from .kitti_raw import calib_entry, read_calib_file
-from .sample import Augmentation, Frame, FrameSequenceDataset
 from .trajectory_io import read_trajectory
 
 CAMERA_FOLDERS = {0: "image_0", 1: "image_1", 2: "image_2", 3: "image_3"}
@@ -39,21 +40,16 @@ def camera_from_cam0(P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return K, T_camc_cam0
 
 
-class KittiOdometryDataset(FrameSequenceDataset):
-    """Frames of KITTI odometry sequences; sample keys in :mod:`priordepth_core.data.sample`.
+class KittiOdometryReader(FrameReader):
+    """Frames of KITTI odometry sequences, one reader sequence per sequence name.
 
     Args:
         root: the folder holding ``sequences/`` (and ``poses/``).
         sequences: sequence names, e.g. ``["00", "01"]``.
-        size_hw: output ``(height, width)``.
-        context_offsets: context frame offsets.
         camera: 0-3, which rectified camera's images to read (2 = left colour).
         image_extension: file extension of the images.
-        with_poses: add ``T_world_cam`` / ``T_context_target``; None (default) = when every sequence has
-            ``poses/<XX>.txt``.
-        depth_at_native_resolution: keep ``depth_gt`` (present when every sequence has ``depth_exact/``) at the
-            image's native size.
-        augmentation: training augmentation, or None.
+        with_poses: read ``T_world_cam``; None (default) = when every sequence has ``poses/<XX>.txt``. Depth is
+            read when every sequence has ``depth_exact/``.
 
     Raises:
         DatasetError: a missing folder or file, unequal counts of images / ``times.txt`` stamps / poses / depth
@@ -61,11 +57,10 @@ class KittiOdometryDataset(FrameSequenceDataset):
             sequence's first frame.
     """
 
-    def __init__(self, root: str | Path, sequences: Sequence[str], size_hw: tuple[int, int],
-                 context_offsets: tuple[int, ...] = (-1, 1), camera: int = 2, image_extension: str = ".png",
-                 with_poses: bool | None = None, depth_at_native_resolution: bool = False,
-                 augmentation: Augmentation | None = None):
-        super().__init__(size_hw, context_offsets, depth_at_native_resolution, augmentation)
+    held_out_test = True
+
+    def __init__(self, root: str | Path, sequences: Sequence[str], camera: int = 2, image_extension: str = ".png",
+                 with_poses: bool | None = None):
         self.root = Path(root)
         if camera not in CAMERA_FOLDERS:
             raise ValueError(f"camera must be 0, 1, 2 or 3, got {camera}")
@@ -81,8 +76,13 @@ class KittiOdometryDataset(FrameSequenceDataset):
         with_depth = all((self.root / "sequences" / name / "depth_exact").is_dir() for name in sequences)
         indexed = [self._index_sequence(name, pose_path if with_poses else None, with_depth)
                    for name, pose_path in zip(sequences, pose_paths)]
-        self._set_sequences(indexed, has_depth=with_depth, has_poses=with_poses,
-                            source=f"{self.root} sequences {list(sequences)}")
+        super().__init__(indexed, has_depth=with_depth, has_poses=with_poses,
+                         source=f"{self.root} sequences {list(sequences)}")
+
+    @classmethod
+    def for_split(cls, data: Any, split: str) -> list[FrameReader]:
+        """``data.train_sequences`` or ``data.test_sequences`` under ``data.path``."""
+        return [cls(configured_path(data), data.train_sequences if split == "train" else data.test_sequences)]
 
     def _index_sequence(self, name: str, pose_path: Path | None, with_depth: bool) -> list[Frame]:
         folder = self.root / "sequences" / name

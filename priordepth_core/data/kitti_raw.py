@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .errors import DatasetError
-from .sample import Augmentation, Frame, FrameSequenceDataset
+from .frames import Frame, FrameReader, configured_path
 
 SIDE_TO_CAMERA = {"l": 2, "r": 3}
 FRAME_PERIOD_S = 0.1  # the 10 Hz of KITTI raw, used when timestamps.txt is absent
@@ -155,22 +156,18 @@ def read_split_file(path: Path) -> list[tuple[str, int, str]]:
     return entries
 
 
-class KittiRawDataset(FrameSequenceDataset):
-    """KITTI raw frames listed by an Eigen/Zhou split file; sample keys in :mod:`priordepth_core.data.sample`.
+class KittiRawReader(FrameReader):
+    """KITTI raw drives listed by an Eigen/Zhou split file; every frame of a listed drive, the split's frames as
+    ``split_positions``.
 
     Intrinsics are the rectified ``P_rect_02`` / ``P_rect_03`` of the drive's date (not MonoDepth2's one averaged
-    K), scaled to the output size. ``depth_gt`` (``with_depth=True``) is the projected velodyne scan at the native
-    rectified size ``S_rect_02``, resized by nearest neighbour unless ``depth_at_native_resolution``.
+    K). Depth (``with_depth=True``) is the projected velodyne scan at the native rectified size ``S_rect_02``.
 
     Args:
         root: the KITTI raw root holding the ``<date>`` folders.
         split_file: a split file of ``<date>/<drive> <frame> l|r`` lines.
-        size_hw: output ``(height, width)``.
-        context_offsets: context frame offsets (MonoDepth2: ``(-1, 1)``).
         image_extension: ``".png"`` (as downloaded) or ``".jpg"`` (MonoDepth2's converted copy).
-        with_depth: add ``depth_gt`` from the velodyne scans (evaluation); requires them for every target.
-        depth_at_native_resolution: keep ``depth_gt`` at ``S_rect_02`` size.
-        augmentation: training augmentation, or None.
+        with_depth: depth from the velodyne scans (evaluation); requires them for every listed frame.
 
     Raises:
         DatasetError: a missing folder, image, calibration or velodyne file, a malformed split line, a gap in a
@@ -178,10 +175,10 @@ class KittiRawDataset(FrameSequenceDataset):
             loads, a size that differs from its drive's first frame.
     """
 
-    def __init__(self, root: str | Path, split_file: str | Path, size_hw: tuple[int, int],
-                 context_offsets: tuple[int, ...] = (-1, 1), image_extension: str = ".png", with_depth: bool = False,
-                 depth_at_native_resolution: bool = False, augmentation: Augmentation | None = None):
-        super().__init__(size_hw, context_offsets, depth_at_native_resolution, augmentation)
+    held_out_test = True
+
+    def __init__(self, root: str | Path, split_file: str | Path, image_extension: str = ".png",
+                 with_depth: bool = False):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: KITTI raw root folder does not exist")
@@ -205,8 +202,18 @@ class KittiRawDataset(FrameSequenceDataset):
             sequence = self._index_drive(folder, camera, intrinsics[date, camera], frames, with_depth)
             sequences.append(sequence)
             targets.append(frames)
-        self._set_sequences(sequences, has_depth=with_depth, has_poses=False, target_positions=targets,
-                            source=str(split_file))
+        super().__init__(sequences, has_depth=with_depth, has_poses=False, split_positions=targets,
+                         source=str(split_file))
+
+    @classmethod
+    def for_split(cls, data: Any, split: str) -> list[FrameReader]:
+        """``data.split_file`` (train) or ``data.test_split_file`` (test, with velodyne depth) under ``data.path``."""
+        root = configured_path(data)
+        split_file = data.split_file if split == "train" else data.test_split_file
+        if not split_file:
+            raise DatasetError(f"data.{'split_file' if split == 'train' else 'test_split_file'} is required for "
+                               f"kitti_raw")
+        return [cls(root, split_file, with_depth=split == "test")]
 
     def _index_drive(self, folder: str, camera: int, K: np.ndarray, targets: list[int],
                      with_depth: bool) -> list[Frame]:
@@ -243,7 +250,7 @@ class KittiRawDataset(FrameSequenceDataset):
         return [Frame(sequence=sequence, index=i, stamp=float(stamps[i]), image=image_dir / name, K=K,
                       depth=depth_paths.get(i)) for i, name in enumerate(names)]
 
-    def _load_depth(self, frame: Frame) -> np.ndarray:
+    def load_depth(self, frame: Frame) -> np.ndarray:
         date = frame.sequence.split("/")[0]
         camera = int(frame.sequence[-1])
         P_velo_to_image, image_hw = self._projections[date, camera]

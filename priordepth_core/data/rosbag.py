@@ -3,7 +3,8 @@
 One image topic (``sensor_msgs/msg/Image`` in any encoding ``rosbags-image`` converts, or
 ``sensor_msgs/msg/CompressedImage``) and its ``sensor_msgs/msg/CameraInfo`` topic make one sequence, in bag order.
 Each frame takes K from the CameraInfo message nearest in header time (cameras rarely change it, but zoom lenses and
-re-calibration do). Lens distortion (``CameraInfo.d``) is ignored: rectified topics (``image_rect``) are expected.
+re-calibration do). Lens distortion (``CameraInfo.d``) is recorded in each frame's ``distortion`` but not applied:
+rectified topics (``image_rect``) are expected.
 
 An optional pose topic (``geometry_msgs/msg/PoseStamped`` or ``nav_msgs/msg/Odometry``, the camera's optical
 frame in a world frame) gives poses, associated to images by header stamp as TUM's ``associate.py`` does (greedy
@@ -28,7 +29,7 @@ from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
 from .errors import DatasetError
-from .sample import Augmentation, Frame, FrameSequenceDataset, nearest_index
+from .frames import Frame, FrameReader, configured_path, nearest_index
 from .tum_rgbd import associate
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -89,19 +90,16 @@ def _without_row_padding(msg: Any) -> Any:
     return dataclasses.replace(msg, step=row_bytes, data=np.ascontiguousarray(unpadded))
 
 
-class RosbagDataset(FrameSequenceDataset):
-    """Frames of one image topic of a rosbag2; sample keys in :mod:`priordepth_core.data.sample` (no ``depth_gt``).
+class RosbagReader(FrameReader):
+    """Frames of one image topic of a rosbag2 (no depth), one sequence in bag order.
 
     Args:
         path: the rosbag2 folder (with ``metadata.yaml``) or a single ``.mcap`` / ``.db3`` file.
         image_topic: Image or CompressedImage topic.
         camera_info_topic: its CameraInfo topic.
-        size_hw: output ``(height, width)``.
-        context_offsets: context offsets, in messages of the image topic.
         pose_topic: optional PoseStamped / Odometry topic of the camera pose in a world frame.
         max_pose_time_difference: pose association tolerance in seconds.
         cache_frames: keep decoded frames in memory after first use.
-        augmentation: training augmentation, or None.
 
     Raises:
         DatasetError: an unreadable bag; a topic missing or of the wrong type (the message lists the bag's topics);
@@ -109,11 +107,11 @@ class RosbagDataset(FrameSequenceDataset):
             differs from its CameraInfo; no image with a pose.
     """
 
-    def __init__(self, path: str | Path, image_topic: str, camera_info_topic: str, size_hw: tuple[int, int],
-                 context_offsets: tuple[int, ...] = (-1, 1), pose_topic: str | None = None,
-                 max_pose_time_difference: float = 0.02, cache_frames: bool = False,
-                 augmentation: Augmentation | None = None):
-        super().__init__(size_hw, context_offsets, False, augmentation)
+    # A user's recording has no held-out ground truth to test on.
+    held_out_test = False
+
+    def __init__(self, path: str | Path, image_topic: str, camera_info_topic: str, pose_topic: str | None = None,
+                 max_pose_time_difference: float = 0.02, cache_frames: bool = False):
         self.path = Path(path)
         if not self.path.exists():
             raise DatasetError(f"{self.path}: rosbag2 does not exist")
@@ -152,17 +150,22 @@ class RosbagDataset(FrameSequenceDataset):
             if not keep:
                 raise DatasetError(f"{self.path}: no image on {image_topic!r} has a pose on {pose_topic!r} within "
                                    f"{max_pose_time_difference} s")
-        info_stamps = [s for s, _, _ in infos]
+        info_stamps = [info[0] for info in infos]
         self._info_hw: list[tuple[int, int]] = []
         frames = []
         for position, i in enumerate(keep):
-            _, K, size_hw_info = infos[nearest_index(info_stamps, images[i][1])]
+            _, K, size_hw_info, distortion = infos[nearest_index(info_stamps, images[i][1])]
             self._info_hw.append(size_hw_info)
             frames.append(Frame(sequence=f"{self.path.name}:{image_topic}", index=position, stamp=images[i][1],
-                                image=locators[i], K=K, T_world_cam=pose_of.get(i)))
+                                image=locators[i], K=K, T_world_cam=pose_of.get(i), distortion=distortion))
         self._image_connection_ids = {c.id for c in image_connections}
-        self._set_sequences([frames], has_depth=False, has_poses=poses is not None, source=str(self.path))
-        self._load_rgb(frames[0])  # fail at construction on an undecodable topic or a CameraInfo size mismatch
+        super().__init__([frames], has_depth=False, has_poses=poses is not None, source=str(self.path))
+        self.load_rgb(frames[0])  # fail at construction on an undecodable topic or a CameraInfo size mismatch
+
+    @classmethod
+    def for_split(cls, data: Any, split: str) -> list[FrameReader]:
+        """The bag ``data.path``'s ``data.image_topic`` with ``data.camera_info_topic``, whichever the split."""
+        return [cls(configured_path(data), data.image_topic, data.camera_info_topic)]
 
     def _read_camera_infos(self, reader: AnyReader, connections: list, topic: str):
         infos = []
@@ -171,7 +174,8 @@ class RosbagDataset(FrameSequenceDataset):
             K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
             if K[0, 0] <= 0 or K[1, 1] <= 0:
                 raise DatasetError(f"{self.path}: camera_info topic {topic!r} has an uncalibrated K (fx or fy <= 0)")
-            infos.append((_stamp_seconds(msg.header), K, (int(msg.height), int(msg.width))))
+            distortion = tuple(float(v) for v in msg.d) if len(msg.d) else None
+            infos.append((_stamp_seconds(msg.header), K, (int(msg.height), int(msg.width)), distortion))
         if not infos:
             raise DatasetError(f"{self.path}: camera_info topic {topic!r} has no messages")
         infos.sort(key=lambda info: info[0])
@@ -199,7 +203,7 @@ class RosbagDataset(FrameSequenceDataset):
             self._reader_pid = os.getpid()
         return self._reader
 
-    def _load_rgb(self, frame: Frame) -> np.ndarray:
+    def load_rgb(self, frame: Frame) -> np.ndarray:
         if frame.index in self._cache:
             return self._cache[frame.index]
         bag_time, ordinal = frame.image

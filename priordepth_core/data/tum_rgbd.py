@@ -23,11 +23,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .errors import DatasetError
-from .sample import Augmentation, Frame, FrameSequenceDataset, load_depth_npy, load_depth_png, read_image_hw
+from .frames import Frame, FrameReader, configured_path, load_depth_npy, load_depth_png, read_image_hw
 from .trajectory_io import read_trajectory
 
 TUM_DEPTH_SCALE = 5000.0
@@ -150,22 +151,16 @@ def _check_listed_files(root: Path, names: list[str], what: str) -> list[Path]:
     return paths
 
 
-class TumRgbdDataset(FrameSequenceDataset):
-    """Frames of one TUM RGB-D sequence; sample keys in :mod:`priordepth_core.data.sample`.
-
-    Use ``torch.utils.data.ConcatDataset`` to combine sequences (their samples share keys).
+class TumRgbdReader(FrameReader):
+    """Frames of one TUM RGB-D sequence: the rgb frames that survive association, at native size.
 
     Args:
         root: the sequence folder (``rgbd_dataset_freiburg1_xyz``).
-        size_hw: output ``(height, width)``.
-        context_offsets: context offsets, counted in associated rgb frames.
         max_time_difference: association tolerance in seconds (TUM's default 0.02).
         intrinsics: (3, 3) K at the native image size, overriding ``intrinsics.txt`` and the built-in table.
         with_depth: add ``depth_gt``; None (default) = when ``depth_exact/`` or ``depth.txt`` exists.
         with_poses: add poses from ``groundtruth.txt``; None (default) = when it exists.
         depth_scale: depth PNG units per metre.
-        depth_at_native_resolution: keep ``depth_gt`` at 640x480 (or the sequence's size).
-        augmentation: training augmentation, or None.
 
     Raises:
         DatasetError: a missing folder, list or listed image; a malformed line; unknown intrinsics; an
@@ -173,12 +168,12 @@ class TumRgbdDataset(FrameSequenceDataset):
             no frame surviving association; when a frame loads, a size that differs from the first frame's.
     """
 
-    def __init__(self, root: str | Path, size_hw: tuple[int, int], context_offsets: tuple[int, ...] = (-1, 1),
-                 max_time_difference: float = 0.02, intrinsics: np.ndarray | None = None,
+    # One sequence trains; evaluate on another one with ``python -m priordepth_core.evaluate``.
+    held_out_test = False
+
+    def __init__(self, root: str | Path, max_time_difference: float = 0.02, intrinsics: np.ndarray | None = None,
                  with_depth: bool | None = None, with_poses: bool | None = None,
-                 depth_scale: float = TUM_DEPTH_SCALE, depth_at_native_resolution: bool = False,
-                 augmentation: Augmentation | None = None):
-        super().__init__(size_hw, context_offsets, depth_at_native_resolution, augmentation)
+                 depth_scale: float = TUM_DEPTH_SCALE):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: TUM RGB-D sequence folder does not exist")
@@ -219,7 +214,12 @@ class TumRgbdDataset(FrameSequenceDataset):
         frames = [Frame(sequence=self.root.name, index=position, stamp=float(rgb_stamps[i]), image=rgb_paths[i],
                         K=K, depth=depth_paths[i] if depth_paths else None, T_world_cam=poses.get(int(i)))
                   for position, i in enumerate(keep)]
-        self._set_sequences([frames], has_depth=with_depth, has_poses=with_poses, source=str(self.root))
+        super().__init__([frames], has_depth=with_depth, has_poses=with_poses, source=str(self.root))
+
+    @classmethod
+    def for_split(cls, data: Any, split: str) -> list[FrameReader]:
+        """The sequence ``data.path``, whichever the split."""
+        return [cls(configured_path(data))]
 
     def _intrinsics(self, intrinsics: np.ndarray | None, first_image: Path) -> np.ndarray:
         if intrinsics is not None:
@@ -241,7 +241,7 @@ class TumRgbdDataset(FrameSequenceDataset):
                                f"{source} are for {size_hw[1]}x{size_hw[0]}")
         return K
 
-    def _load_depth(self, frame: Frame) -> np.ndarray:
+    def load_depth(self, frame: Frame) -> np.ndarray:
         if frame.depth.suffix == ".npy":
             return load_depth_npy(frame.depth)
         return load_depth_png(frame.depth, self.depth_scale)

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from ..config_schema import apply_overrides
+from ..data.registry import build_split
 from ..inference.model_file import EXPECTED_MODEL_FILE, build_depth_net, load_depth_net
 from ..train.config import ExperimentConfig, config_from_dict
-from ..train.datasets import build_split
 from .depth_eval import predict_depths
 from .depth_metrics import DEPTH_METRIC_NAMES, aggregate_depth_metrics, compute_depth_metrics
 from .report import print_table, write_json

@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 
 from ..config_schema import apply_overrides
+from ..data.registry import build_split
 from ..data.synthetic.suites import ensure_suite, load_manifest
 from ..data.trajectory_io import write_tum_trajectory
 from ..inference.model_file import TRAINER_CHECKPOINT, read_model_file
 from ..train.config import config_from_dict, load_config
-from ..train.datasets import build_split
 from ..train.model import DepthPoseModel
 from .report import print_table, write_json
 from .trajectory_eval import evaluate_trajectories, mean_metrics, orb_relative_poses, trained_relative_poses

@@ -73,7 +73,7 @@ def _pairs_by_sequence(dataset: Dataset) -> Iterator[tuple[str, list[int]]]:
     datasets = getattr(dataset, "datasets", [dataset])
     offset = 0
     for part in datasets:
-        yield str(getattr(part, "root", f"sequence_{offset}")), list(range(offset, offset + len(part)))
+        yield str(getattr(part.reader, "root", f"sequence_{offset}")), list(range(offset, offset + len(part)))
         offset += len(part)
 
 

@@ -11,8 +11,8 @@
 - ``suite:NAME[:SPLIT[:SEED]]``: one sequence of a named synthetic benchmark suite (generated and cached on first use),
   e.g. ``suite:driving:test:900``.
 
-Frames are the readers' frames, decoded by the readers' own loader hooks (``FrameSequenceDataset._load_rgb`` /
-``_load_depth``), so decoding, depth units and association are exactly the trainer's.
+Frames are the readers' plain frames, decoded by the readers' own ``load_rgb`` / ``load_depth`` at their native size,
+so decoding, depth units and association are exactly the trainer's.
 """
 
 from __future__ import annotations
@@ -23,14 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from rosbags.highlevel import AnyReader
 
-from ..data import DatasetError, KittiOdometryDataset, KittiRawDataset, RosbagDataset, TumRgbdDataset
-from ..data.sample import Frame, FrameSequenceDataset
+from ..data import DatasetError, Frame, FrameReader, KittiOdometryReader, KittiRawReader, RosbagReader, TumRgbdReader
+from ..data.synthetic import SUITES, ensure_suite, load_manifest
 
-# Readers need one context offset to index; (1,) accepts every sequence of two or more frames.
-_INDEX_ONLY_CONTEXT = (1,)
-# Readers resize samples to this size; the runner reads native frames and never asks for samples.
-_UNUSED_SAMPLE_HW = (8, 8)
 ROSBAG_SUFFIXES = (".mcap", ".db3")
 DEFAULT_IMAGE_TOPIC = "/camera/image"
 DEFAULT_CAMERA_INFO_TOPIC = "/camera/camera_info"
@@ -56,40 +53,40 @@ class InputSequence:
 
     name: str
     kind: str
-    dataset: FrameSequenceDataset
+    reader: FrameReader
     frames: list[Frame]
 
     @property
     def has_depth(self) -> bool:
-        return self.dataset.has_depth
+        return self.reader.has_depth
 
     @property
     def has_poses(self) -> bool:
-        return self.dataset.has_poses
+        return self.reader.has_poses
 
     def __len__(self) -> int:
         return len(self.frames)
 
     def __iter__(self) -> Iterator[FrameData]:
         for position, frame in enumerate(self.frames):
-            depth = self.dataset._load_depth(frame) if self.has_depth else None
-            yield FrameData(position, float(frame.stamp), self.dataset._load_rgb(frame),
+            depth = self.reader.load_depth(frame) if self.has_depth else None
+            yield FrameData(position, float(frame.stamp), self.reader.load_rgb(frame),
                             np.asarray(frame.K, dtype=np.float64), depth,
                             None if frame.T_world_cam is None else np.asarray(frame.T_world_cam, dtype=np.float64))
 
     def limit(self, max_frames: int = 0, every: int = 1) -> InputSequence:
         """A copy with every ``every``-th frame, at most ``max_frames`` (0 = all)."""
         frames = self.frames[::every]
-        return InputSequence(self.name, self.kind, self.dataset, frames[:max_frames] if max_frames else frames)
+        return InputSequence(self.name, self.kind, self.reader, frames[:max_frames] if max_frames else frames)
 
 
-def _single(dataset: FrameSequenceDataset, name: str, kind: str) -> InputSequence:
-    return InputSequence(name, kind, dataset, dataset.sequences[0])
+def _single(reader: FrameReader, name: str, kind: str) -> InputSequence:
+    if len(reader.sequences[0]) < 2:
+        raise DatasetError(f"{reader.source}: needs at least two frames, found {len(reader.sequences[0])}")
+    return InputSequence(name, kind, reader, reader.sequences[0])
 
 
 def _suite(spec: str) -> InputSequence:
-    from ..data.synthetic import SUITES, ensure_suite, load_manifest
-
     parts = spec.split(":")[1:]
     if not 1 <= len(parts) <= 3 or not parts[0]:
         raise ValueError(f"--input {spec!r}: use suite:NAME[:SPLIT[:SEED]], e.g. suite:driving:test:900")
@@ -108,8 +105,7 @@ def _suite(spec: str) -> InputSequence:
     if seed not in seeds:
         raise ValueError(f"--input {spec!r}: suite {name!r} split {split!r} has seeds {seeds}, not {seed}")
     folder = root / entries[seeds.index(seed)]["path"]
-    dataset = TumRgbdDataset(folder, _UNUSED_SAMPLE_HW, _INDEX_ONLY_CONTEXT)
-    return _single(dataset, f"{name}-{split}-seed_{seed:04d}", "suite")
+    return _single(TumRgbdReader(folder), f"{name}-{split}-seed_{seed:04d}", "suite")
 
 
 def _kitti_raw(drive: Path) -> InputSequence:
@@ -124,23 +120,20 @@ def _kitti_raw(drive: Path) -> InputSequence:
         # The raw reader indexes frames through a split file: list every frame of this one drive.
         split = Path(folder) / "drive_split.txt"
         split.write_text("".join(f"{date_dir.name}/{drive.name} {i} l\n" for i in range(count)))
-        dataset = KittiRawDataset(date_dir.parent, split, _UNUSED_SAMPLE_HW, _INDEX_ONLY_CONTEXT, with_depth=with_depth)
-    return _single(dataset, drive.name, "kitti_raw")
+        reader = KittiRawReader(date_dir.parent, split, with_depth=with_depth)
+    return _single(reader, drive.name, "kitti_raw")
 
 
 def _rosbag(path: Path, image_topic: str, camera_info_topic: str, pose_topic: str | None) -> InputSequence:
     if pose_topic is None:
-        from rosbags.highlevel import AnyReader
-
         try:
             with AnyReader([path]) as reader:
                 topics = {c.topic for c in reader.connections}
         except Exception as exc:  # rosbags raises its own error types for unreadable bags
             raise DatasetError(f"{path}: cannot read rosbag2 ({exc})") from exc
         pose_topic = DEFAULT_POSE_TOPIC if DEFAULT_POSE_TOPIC in topics else None
-    dataset = RosbagDataset(path, image_topic, camera_info_topic, _UNUSED_SAMPLE_HW, _INDEX_ONLY_CONTEXT,
-                            pose_topic=pose_topic)
-    return _single(dataset, path.stem if path.is_file() else path.name, "rosbag")
+    reader = RosbagReader(path, image_topic, camera_info_topic, pose_topic=pose_topic)
+    return _single(reader, path.stem if path.is_file() else path.name, "rosbag")
 
 
 def open_input(spec: str, image_topic: str = DEFAULT_IMAGE_TOPIC, camera_info_topic: str = DEFAULT_CAMERA_INFO_TOPIC,
@@ -159,12 +152,12 @@ def open_input(spec: str, image_topic: str = DEFAULT_IMAGE_TOPIC, camera_info_to
     if (path.is_file() and path.suffix in ROSBAG_SUFFIXES) or (path / "metadata.yaml").is_file():
         return _rosbag(path, image_topic, camera_info_topic, pose_topic)
     if path.is_dir() and (path / "rgb.txt").is_file():
-        return _single(TumRgbdDataset(path, _UNUSED_SAMPLE_HW, _INDEX_ONLY_CONTEXT), path.name, "tum")
+        return _single(TumRgbdReader(path), path.name, "tum")
     if path.is_dir() and (path.parent / "calib_cam_to_cam.txt").is_file() and (path / "image_02" / "data").is_dir():
         return _kitti_raw(path)
     if path.is_dir() and path.parent.name == "sequences" and (path / "calib.txt").is_file():
-        dataset = KittiOdometryDataset(path.parent.parent, [path.name], _UNUSED_SAMPLE_HW, _INDEX_ONLY_CONTEXT)
-        return _single(dataset, f"kitti_odometry_{path.name}", "kitti_odometry")
+        reader = KittiOdometryReader(path.parent.parent, [path.name])
+        return _single(reader, f"kitti_odometry_{path.name}", "kitti_odometry")
     raise DatasetError(f"{path}: not a supported input: a TUM RGB-D folder (rgb.txt), a KITTI odometry sequence "
                        "(sequences/<XX>/calib.txt), a KITTI raw drive (image_02/data beside ../calib_cam_to_cam.txt), "
                        "a rosbag2 (metadata.yaml, .mcap, .db3) or suite:NAME[:SPLIT[:SEED]]")

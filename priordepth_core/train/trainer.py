@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from ..data.registry import build_datasets
 from ..evaluate.depth_eval import evaluate_depth_model
 from .checkpoint import (
     EPOCH_CHECKPOINT,
@@ -39,7 +40,6 @@ from .checkpoint import (
     save_keeping_previous,
 )
 from .config import ExperimentConfig, config_from_dict, save_config
-from .datasets import build_datasets
 from .model import DepthPoseModel
 from .objective import SelfSupervisedObjective
 from .sampler import ResumableSampler

@@ -18,7 +18,7 @@ from conftest import (
     write_tum,
 )
 
-from priordepth_core.data import DatasetError, KittiOdometryDataset, KittiRawDataset, TumRgbdDataset
+from priordepth_core.data import DatasetError, FrameSamples, KittiOdometryReader, KittiRawReader, TumRgbdReader
 from priordepth_core.data.tum_rgbd import read_intrinsics_file
 
 STAMPS = 1305031102.0 + np.arange(6) / 30.0
@@ -36,7 +36,7 @@ def test_four_value_intrinsics_take_the_size_of_the_first_image(tmp_path):
     K, size_hw = read_intrinsics_file(folder / "intrinsics.txt")
     np.testing.assert_array_equal(K, [[16, 0, 15.5], [0, 17, 11.5], [0, 0, 1]])
     assert size_hw is None
-    sample = TumRgbdDataset(folder, (12, 16))[0]
+    sample = FrameSamples(TumRgbdReader(folder), (12, 16))[0]
     # K is for the 32x24 images, scaled to 16x12 as with "fx fy cx cy 32 24".
     torch.testing.assert_close(sample["K"], torch.tensor([[8.0, 0, 7.5], [0, 8.5, 5.5], [0, 0, 1]]))
 
@@ -53,7 +53,7 @@ def test_four_value_intrinsics_take_the_size_of_the_first_image(tmp_path):
 def test_bad_intrinsics_values_name_the_file_and_line(tmp_path, line, problem):
     folder = tum_sequence(tmp_path, intrinsics_line=line)
     with pytest.raises(DatasetError) as error:
-        TumRgbdDataset(folder, (12, 16))
+        FrameSamples(TumRgbdReader(folder), (12, 16))
     # write_tum puts a '#' header on line 1: the values are on line 2.
     assert f"{folder / 'intrinsics.txt'}:2: {problem}" in str(error.value)
 
@@ -63,14 +63,14 @@ def test_tum_frame_of_another_size_is_refused_when_it_loads(tmp_path, intrinsics
     folder = tum_sequence(tmp_path, intrinsics_line)
     changed = folder / f"rgb/{STAMPS[3]:.6f}.png"
     write_rgb(changed, flat_image(3, *OTHER_HW))
-    dataset = TumRgbdDataset(folder, (12, 16))  # indexing reads no more than the first frame
+    dataset = FrameSamples(TumRgbdReader(folder), (12, 16))  # indexing reads no more than the first frame
     dataset[0]  # frames 0, 1, 2: all 32x24
     with pytest.raises(DatasetError) as error:
         dataset[1]  # frame 3 is the +1 context
     first = folder / f"rgb/{STAMPS[0]:.6f}.png"
     assert str(error.value).startswith(f"{changed}: image is 40x30 but the sequence's first frame {first} is 32x24")
     with pytest.raises(DatasetError, match=r"image is 40x30 but the sequence's first frame .* is 32x24"):
-        dataset._load_rgb(dataset.sequences[0][3])  # the loader hook the converters and the Pipeline sources use
+        dataset.reader.load_rgb(dataset.reader.sequences[0][3])  # as the converters and the Pipeline sources load
 
 
 def test_kitti_raw_frame_of_another_size_is_refused_when_it_loads(tmp_path):
@@ -78,8 +78,8 @@ def test_kitti_raw_frame_of_another_size_is_refused_when_it_loads(tmp_path):
     changed = drive / "image_02" / "data" / "0000000004.png"
     write_rgb(changed, flat_image(4, *OTHER_HW))
     folder = f"{KITTI_RAW_DATE}/{KITTI_RAW_DRIVE}"
-    dataset = KittiRawDataset(tmp_path / "raw", write_split(tmp_path / "split.txt", [f"{folder} {i} l"
-                                                                                     for i in (2, 3)]), (12, 20))
+    dataset = FrameSamples(KittiRawReader(tmp_path / "raw", write_split(tmp_path / "split.txt", [f"{folder} {i} l"
+                                                                                     for i in (2, 3)])), (12, 20))
     dataset[0]
     height, width = KITTI_RAW_HW
     with pytest.raises(DatasetError) as error:
@@ -93,7 +93,7 @@ def test_kitti_odometry_frame_of_another_size_is_refused_when_it_loads(tmp_path)
     write_kitti_odometry(tmp_path, num_frames=5)
     changed = tmp_path / "sequences" / "00" / "image_2" / "000003.png"
     write_rgb(changed, flat_image(3, *OTHER_HW))
-    dataset = KittiOdometryDataset(tmp_path, ["00"], (12, 24))
+    dataset = FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))
     dataset[0]
     with pytest.raises(DatasetError, match=r"000003\.png: image is 40x30 but the sequence's first frame .*000000\.png "
                                            r"is 48x24; one sequence shares one size"):
@@ -103,10 +103,10 @@ def test_kitti_odometry_frame_of_another_size_is_refused_when_it_loads(tmp_path)
     write_rgb(changed.with_name("000000.png"), flat_image(0, *OTHER_HW))
     with pytest.raises(DatasetError, match=r"000002\.png: image is 48x24 but the sequence's first frame .*000000\.png "
                                            r"is 40x30"):
-        KittiOdometryDataset(tmp_path, ["00"], (12, 24))[1]
+        FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))[1]
 
 
 def test_same_size_sequences_load_every_frame(tmp_path):
     folder = tum_sequence(tmp_path)
-    dataset = TumRgbdDataset(folder, (12, 16))
+    dataset = FrameSamples(TumRgbdReader(folder), (12, 16))
     assert all(dataset[i]["image"].shape == (3, 12, 16) for i in range(len(dataset)))

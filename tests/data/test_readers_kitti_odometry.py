@@ -15,13 +15,13 @@ from conftest import (
     write_kitti_odometry,
 )
 
-from priordepth_core.data import Augmentation, DatasetError, KittiOdometryDataset
+from priordepth_core.data import Augmentation, DatasetError, FrameSamples, KittiOdometryReader
 from priordepth_core.geometry.camera import project_points, transform_points
 
 
 def test_samples_poses_and_intrinsics(tmp_path):
     T_world_cam0 = write_kitti_odometry(tmp_path, num_frames=5)
-    dataset = KittiOdometryDataset(tmp_path, ["00"], size_hw=(12, 24), context_offsets=(-2, 1))
+    dataset = FrameSamples(KittiOdometryReader(tmp_path, ["00"]), size_hw=(12, 24), context_offsets=(-2, 1))
     assert len(dataset) == 2  # targets 2 and 3 have frames at -2 and +1
     sample = dataset[0]
     check_common_sample(sample, (12, 24), 2, depth_hw=None, has_poses=True)
@@ -51,32 +51,32 @@ def test_samples_poses_and_intrinsics(tmp_path):
 
 def test_exact_depth_and_camera_choice(tmp_path):
     write_kitti_odometry(tmp_path, num_frames=4, with_depth=True)
-    native = KittiOdometryDataset(tmp_path, ["00"], (12, 24), depth_at_native_resolution=True)
+    native = FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24), depth_at_native_resolution=True)
     sample = native[0]
     check_common_sample(sample, (12, 24), 2, depth_hw=KITTI_ODOM_HW, has_poses=True)
     assert sample["depth_gt"][0, 0, 0].item() == 0.0  # NaN in the file is invalid
     assert sample["depth_gt"][0, 5, 7].item() == pytest.approx(3.0)  # frame 1 holds 2 + 1 metres
-    resized = KittiOdometryDataset(tmp_path, ["00"], (12, 24))[0]["depth_gt"]
+    resized = FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))[0]["depth_gt"]
     assert resized.shape == (1, 12, 24) and resized[0, 3, 3].item() == pytest.approx(3.0)
 
-    no_poses = KittiOdometryDataset(tmp_path, ["00"], (12, 24), with_poses=False)
+    no_poses = FrameSamples(KittiOdometryReader(tmp_path, ["00"], with_poses=False), (12, 24))
     assert "T_world_cam" not in no_poses[0] and "T_context_target" not in no_poses[0]
     with pytest.raises(DatasetError, match=r"image_3: image folder does not exist"):
-        KittiOdometryDataset(tmp_path, ["00"], (12, 24), camera=3)
+        FrameSamples(KittiOdometryReader(tmp_path, ["00"], camera=3), (12, 24))
 
 
 def test_sequences_without_poses_have_no_pose_keys(tmp_path):
     write_kitti_odometry(tmp_path, sequence="11", num_frames=3, with_poses=False)
-    sample = KittiOdometryDataset(tmp_path, ["11"], (12, 24))[0]
+    sample = FrameSamples(KittiOdometryReader(tmp_path, ["11"]), (12, 24))[0]
     check_common_sample(sample, (12, 24), 2, depth_hw=None, has_poses=False)
     with pytest.raises(DatasetError, match=r"poses/11\.txt: pose file does not exist"):
-        KittiOdometryDataset(tmp_path, ["11"], (12, 24), with_poses=True)
+        FrameSamples(KittiOdometryReader(tmp_path, ["11"], with_poses=True), (12, 24))
 
 
 def test_flip_keeps_geometry_consistent(tmp_path):
     write_kitti_odometry(tmp_path, num_frames=4)
-    plain = KittiOdometryDataset(tmp_path, ["00"], (12, 24))[0]
-    flipped = KittiOdometryDataset(tmp_path, ["00"], (12, 24), augmentation=Augmentation(
+    plain = FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))[0]
+    flipped = FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24), augmentation=Augmentation(
         color_jitter_probability=0.0, flip_probability=1.0))[0]
     width = 24
     # A target point seen at u maps into each context frame; its mirror image must land at the mirrored pixel.
@@ -96,52 +96,52 @@ def test_mismatched_counts_and_bad_files(tmp_path):
     write_kitti_odometry(tmp_path, num_frames=4)
     folder = tmp_path / "sequences" / "00"
     with pytest.raises(DatasetError, match=r"sequences: KITTI odometry sequences folder does not exist"):
-        KittiOdometryDataset(tmp_path / "elsewhere", ["00"], (12, 24))
+        FrameSamples(KittiOdometryReader(tmp_path / "elsewhere", ["00"]), (12, 24))
     with pytest.raises(DatasetError, match=r"sequences/07/image_2: image folder does not exist"):
-        KittiOdometryDataset(tmp_path, ["07"], (12, 24), with_poses=False)
+        FrameSamples(KittiOdometryReader(tmp_path, ["07"], with_poses=False), (12, 24))
 
     poses = tmp_path / "poses" / "00.txt"
     good_poses = poses.read_text()
     poses.write_text(good_poses + "1 0 0 0 0 1 0 0 0 0 1\n")
     with pytest.raises(DatasetError, match=r"00\.txt:5: expected 12 columns"):
-        KittiOdometryDataset(tmp_path, ["00"], (12, 24))
+        FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))
     poses.write_text(good_poses + "1 0 0 0 0 1 0 0 0 0 1 0\n")
     with pytest.raises(DatasetError, match=r"00\.txt: has 5 poses but .*image_2 has 4 images"):
-        KittiOdometryDataset(tmp_path, ["00"], (12, 24))
+        FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))
     poses.write_text(good_poses)
 
     times = folder / "times.txt"
     times.write_text("0.0\n0.1\n0.2\n")
     with pytest.raises(DatasetError, match=r"times\.txt: has 3 stamps but .*image_2 has 4 images"):
-        KittiOdometryDataset(tmp_path, ["00"], (12, 24))
+        FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))
     times.write_text("0.0\n0.1\nabc\n0.3\n")
     with pytest.raises(DatasetError, match=r"times\.txt: cannot parse stamps"):
-        KittiOdometryDataset(tmp_path, ["00"], (12, 24))
+        FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))
     times.write_text("0.0\n0.1\n0.2\n0.3\n")
 
     calib = folder / "calib.txt"
     calib.write_text("P0: 1 0 0\n")
     with pytest.raises(DatasetError, match=r"calib\.txt: missing calibration entry 'P2'"):
-        KittiOdometryDataset(tmp_path, ["00"], (12, 24))
+        FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))
     calib.write_text("P2: 1 0 0\n")
     with pytest.raises(DatasetError, match=r"calib\.txt: P2 has 3 values, expected 12"):
-        KittiOdometryDataset(tmp_path, ["00"], (12, 24))
+        FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))
     calib.write_text("".join(f"P{c}: " + " ".join(map(str, KITTI_ODOM_P[c].ravel())) + "\n" for c in range(4)))
 
     (folder / "depth_exact").mkdir()
     np.save(folder / "depth_exact" / "000000.npy", np.ones((24, 48), np.float32))
     with pytest.raises(DatasetError, match=r"depth_exact/000001\.npy: depth file missing \(3 of 4 frames"):
-        KittiOdometryDataset(tmp_path, ["00"], (12, 24))
+        FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))
     for i in range(1, 4):
         np.save(folder / "depth_exact" / f"{i:06d}.npy", np.ones((24, 48), np.int32))
     with pytest.raises(DatasetError, match=r"000001\.npy: depth array must be \(H, W\) floating point"):
-        KittiOdometryDataset(tmp_path, ["00"], (12, 24))[0]
+        FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))[0]
     for i in range(4):
         (folder / "depth_exact" / f"{i:06d}.npy").unlink()
     (folder / "depth_exact").rmdir()
 
     truncate(folder / "image_2" / "000001.png")
     with pytest.raises(DatasetError, match=r"image_2/000001\.png: cannot decode image"):
-        KittiOdometryDataset(tmp_path, ["00"], (12, 24))[0]
+        FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))[0]
     with pytest.raises(ValueError, match="sequences must be a non-empty list"):
-        KittiOdometryDataset(tmp_path, "00", (12, 24))
+        FrameSamples(KittiOdometryReader(tmp_path, "00"), (12, 24))

@@ -22,7 +22,7 @@ from conftest import (
     write_split,
 )
 
-from priordepth_core.data import Augmentation, DatasetError, KittiRawDataset
+from priordepth_core.data import Augmentation, DatasetError, FrameSamples, KittiRawReader
 from priordepth_core.data.kitti_raw import read_kitti_timestamps, velodyne_projection, velodyne_to_depth_map
 
 FOLDER = f"{KITTI_RAW_DATE}/{KITTI_RAW_DRIVE}"
@@ -41,7 +41,7 @@ def split(tmp_path, lines):
 
 def test_samples_follow_the_contract_and_skip_border_frames(tmp_path, raw_root):
     split_file = split(tmp_path, [f"{FOLDER} {i} l" for i in range(6)] + [f"{FOLDER} 2 r"])
-    dataset = KittiRawDataset(raw_root, split_file, size_hw=(12, 20))
+    dataset = FrameSamples(KittiRawReader(raw_root, split_file), size_hw=(12, 20))
     # Frames 0 and 5 of the 6-frame drive lack a -1 / +1 neighbour.
     assert [dataset[i]["frame_index"] for i in range(len(dataset))] == [1, 2, 3, 4, 2]
     sample = dataset[1]
@@ -88,11 +88,12 @@ def test_velodyne_projection_matches_hand_placed_points(raw_root):
     np.testing.assert_allclose(depth, expected, atol=2e-5)  # float32 storage of the scan
 
     split_file = write_split(raw_root.parent / "split.txt", [f"{FOLDER} 2 l"])
-    native = KittiRawDataset(raw_root, split_file, size_hw=(12, 20), with_depth=True, depth_at_native_resolution=True)
+    native = FrameSamples(KittiRawReader(raw_root, split_file, with_depth=True), size_hw=(12, 20),
+                          depth_at_native_resolution=True)
     sample = native[0]
     check_common_sample(sample, (12, 20), 2, depth_hw=KITTI_RAW_HW, has_poses=False)
     np.testing.assert_allclose(sample["depth_gt"][0].numpy(), expected, atol=2e-5)
-    resized = KittiRawDataset(raw_root, split_file, size_hw=(12, 20), with_depth=True)[0]["depth_gt"]
+    resized = FrameSamples(KittiRawReader(raw_root, split_file, with_depth=True), size_hw=(12, 20))[0]["depth_gt"]
     assert resized.shape == (1, 12, 20)
     # Nearest neighbour at pixel centres: output (r, c) reads input (2r + 1, 2c + 1); (23, 39) -> (11, 19).
     assert resized[0, 11, 19].item() == pytest.approx(12.5, abs=2e-5)
@@ -108,23 +109,24 @@ def test_right_camera_projection_uses_p_rect_03(raw_root):
 
 def test_jpg_extension_option(tmp_path):
     write_kitti_raw(tmp_path / "raw", num_frames=3, extension=".jpg")
-    dataset = KittiRawDataset(tmp_path / "raw", split(tmp_path, [f"{FOLDER} 1 l"]), (12, 20), image_extension="jpg")
+    reader = KittiRawReader(tmp_path / "raw", split(tmp_path, [f"{FOLDER} 1 l"]), image_extension="jpg")
+    dataset = FrameSamples(reader, (12, 20))
     np.testing.assert_allclose(mean_color(dataset[0]["image"]), frame_color(1), atol=3.0)  # JPEG is lossy
 
 
 def test_augmentation_is_deterministic_and_flip_mirrors_k(tmp_path, raw_root):
     split_file = split(tmp_path, [f"{FOLDER} {i} l" for i in range(1, 5)])
-    plain = KittiRawDataset(raw_root, split_file, (12, 20))
+    plain = FrameSamples(KittiRawReader(raw_root, split_file), (12, 20))
     jitter = Augmentation(color_jitter_probability=1.0, flip_probability=0.0, seed=7)
-    a = KittiRawDataset(raw_root, split_file, (12, 20), augmentation=jitter)
-    b = KittiRawDataset(raw_root, split_file, (12, 20), augmentation=jitter)
+    a = FrameSamples(KittiRawReader(raw_root, split_file), (12, 20), augmentation=jitter)
+    b = FrameSamples(KittiRawReader(raw_root, split_file), (12, 20), augmentation=jitter)
     torch.testing.assert_close(a[2]["image"], b[2]["image"], rtol=0, atol=0)
     assert not torch.allclose(a[2]["image"], plain[2]["image"], atol=1e-3)
     first = a[2]["image"].clone()
     a.set_epoch(1)
     assert not torch.allclose(a[2]["image"], first, atol=1e-4)  # a new epoch draws new factors
-    flip = KittiRawDataset(raw_root, split_file, (12, 20),
-                           augmentation=Augmentation(color_jitter_probability=0.0, flip_probability=1.0))
+    flip = FrameSamples(KittiRawReader(raw_root, split_file), (12, 20),
+                        augmentation=Augmentation(color_jitter_probability=0.0, flip_probability=1.0))
     flipped, original = flip[0], plain[0]
     assert flipped["K"][0, 2].item() == pytest.approx(19 - original["K"][0, 2].item())
     torch.testing.assert_close(flipped["image"], original["image"].flip(-1))
@@ -144,32 +146,32 @@ def test_augmentation_is_deterministic_and_flip_mirrors_k(tmp_path, raw_root):
 )
 def test_bad_split_files(tmp_path, raw_root, lines, pattern):
     with pytest.raises(DatasetError, match=pattern):
-        KittiRawDataset(raw_root, split(tmp_path, lines), (12, 20))
+        FrameSamples(KittiRawReader(raw_root, split(tmp_path, lines)), (12, 20))
 
 
 def test_bad_folders_and_files(tmp_path, raw_root):
     split_file = split(tmp_path, [f"{FOLDER} 2 l"])
     with pytest.raises(DatasetError, match=r"nowhere: KITTI raw root folder does not exist"):
-        KittiRawDataset(tmp_path / "nowhere", split_file, (12, 20))
+        FrameSamples(KittiRawReader(tmp_path / "nowhere", split_file), (12, 20))
     with pytest.raises(DatasetError, match=r"missing\.txt: split file does not exist"):
-        KittiRawDataset(raw_root, tmp_path / "missing.txt", (12, 20))
+        FrameSamples(KittiRawReader(raw_root, tmp_path / "missing.txt"), (12, 20))
 
     (raw_root / FOLDER / "velodyne_points" / "data" / "0000000002.bin").unlink()
     with pytest.raises(DatasetError, match=r"0000000002\.bin: velodyne scan of a split frame does not exist"):
-        KittiRawDataset(raw_root, split_file, (12, 20), with_depth=True)
+        FrameSamples(KittiRawReader(raw_root, split_file, with_depth=True), (12, 20))
 
     times = raw_root / FOLDER / "image_02" / "timestamps.txt"
     times.write_text("\n".join(times.read_text().splitlines()[:-1]) + "\n")
     with pytest.raises(DatasetError, match=r"timestamps\.txt: has 5 timestamps but .* has 6 images"):
-        KittiRawDataset(raw_root, split_file, (12, 20))
+        FrameSamples(KittiRawReader(raw_root, split_file), (12, 20))
 
     (raw_root / FOLDER / "image_02" / "data" / "0000000004.png").unlink()
     with pytest.raises(DatasetError, match=r"image_02/data: frame numbering has a gap: frame 4 is missing"):
-        KittiRawDataset(raw_root, split_file, (12, 20))
+        FrameSamples(KittiRawReader(raw_root, split_file), (12, 20))
 
     (raw_root / KITTI_RAW_DATE / "calib_cam_to_cam.txt").unlink()
     with pytest.raises(DatasetError, match=r"calib_cam_to_cam\.txt: calibration file does not exist"):
-        KittiRawDataset(raw_root, split(tmp_path, [f"{FOLDER} 2 r"]), (12, 20))
+        FrameSamples(KittiRawReader(raw_root, split(tmp_path, [f"{FOLDER} 2 r"])), (12, 20))
 
 
 def test_calibration_entry_problems_and_truncated_files(tmp_path, raw_root):
@@ -178,15 +180,15 @@ def test_calibration_entry_problems_and_truncated_files(tmp_path, raw_root):
     text = calib.read_text()
     calib.write_text("\n".join(line for line in text.splitlines() if not line.startswith("P_rect_02")) + "\n")
     with pytest.raises(DatasetError, match=r"calib_cam_to_cam\.txt: missing calibration entry 'P_rect_02'"):
-        KittiRawDataset(raw_root, split_file, (12, 20))
+        FrameSamples(KittiRawReader(raw_root, split_file), (12, 20))
     calib.write_text(text)
 
     velodyne = raw_root / FOLDER / "velodyne_points" / "data" / "0000000002.bin"
     velodyne.write_bytes(np.ones(6, dtype=np.float32).tobytes())
-    dataset = KittiRawDataset(raw_root, split_file, (12, 20), with_depth=True)
+    dataset = FrameSamples(KittiRawReader(raw_root, split_file, with_depth=True), (12, 20))
     with pytest.raises(DatasetError, match=r"0000000002\.bin: velodyne scan has 6 floats, not a multiple of 4"):
         dataset[0]
 
     truncate(raw_root / FOLDER / "image_02" / "data" / "0000000003.png")
     with pytest.raises(DatasetError, match=r"0000000003\.png: cannot decode image"):
-        KittiRawDataset(raw_root, split_file, (12, 20))[0]  # the +1 context frame
+        FrameSamples(KittiRawReader(raw_root, split_file), (12, 20))[0]  # the +1 context frame

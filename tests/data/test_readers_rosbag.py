@@ -11,7 +11,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
-from priordepth_core.data import DatasetError, RosbagDataset
+from priordepth_core.data import DatasetError, FrameSamples, RosbagReader
 
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
 HEIGHT, WIDTH = 24, 32
@@ -83,7 +83,7 @@ def write_bag(path, storage: str, num_frames: int = 5, compressed: bool = False,
 def test_frames_and_intrinsics_from_bag(tmp_path, storage, compressed):
     bag = tmp_path / f"bag_{storage}"
     start = write_bag(bag, storage, compressed=compressed)
-    dataset = RosbagDataset(bag, "/camera/image_raw", "/camera/camera_info", size_hw=(12, 16))
+    dataset = FrameSamples(RosbagReader(bag, "/camera/image_raw", "/camera/camera_info"), size_hw=(12, 16))
     assert len(dataset) == 3
     sample = dataset[0]
     check_common_sample(sample, (12, 16), 2, depth_hw=None, has_poses=False)
@@ -95,7 +95,7 @@ def test_frames_and_intrinsics_from_bag(tmp_path, storage, compressed):
     torch.testing.assert_close(sample["K"], torch.tensor([[10.0, 0, 7.5], [0, 10.5, 5.5], [0, 0, 1]]))
     # From frame 3 on the CameraInfo changes: each frame takes the CameraInfo nearest in time.
     torch.testing.assert_close(dataset[2]["K"], torch.tensor([[15.0, 0, 7.5], [0, 15.75, 5.5], [0, 0, 1]]))
-    cached = RosbagDataset(bag, "/camera/image_raw", "/camera/camera_info", (12, 16), cache_frames=True)
+    cached = FrameSamples(RosbagReader(bag, "/camera/image_raw", "/camera/camera_info", cache_frames=True), (12, 16))
     torch.testing.assert_close(cached[1]["context"], dataset[1]["context"], rtol=0, atol=0)
     torch.testing.assert_close(cached[1]["context"], dataset[1]["context"], rtol=0, atol=0)  # served from cache
 
@@ -103,8 +103,8 @@ def test_frames_and_intrinsics_from_bag(tmp_path, storage, compressed):
 def test_poses_from_a_pose_topic(tmp_path):
     poses = trajectory(5, seed=4)
     write_bag(tmp_path / "bag", "mcap", poses=poses)
-    dataset = RosbagDataset(tmp_path / "bag", "/camera/image_raw", "/camera/camera_info", (12, 16),
-                            pose_topic="/camera/pose")
+    reader = RosbagReader(tmp_path / "bag", "/camera/image_raw", "/camera/camera_info", pose_topic="/camera/pose")
+    dataset = FrameSamples(reader, (12, 16))
     sample = dataset[1]
     check_common_sample(sample, (12, 16), 2, depth_hw=None, has_poses=True)
     np.testing.assert_allclose(sample["T_world_cam"].numpy(), poses[2], atol=1e-5)
@@ -113,13 +113,13 @@ def test_poses_from_a_pose_topic(tmp_path):
                                    atol=1e-5)
     with pytest.raises(DatasetError, match=r"no image on '/camera/image_raw' has a pose on '/camera/pose' within "
                                            r"0\.0005 s"):
-        RosbagDataset(tmp_path / "bag", "/camera/image_raw", "/camera/camera_info", (12, 16),
-                      pose_topic="/camera/pose", max_pose_time_difference=0.0005)
+        RosbagReader(tmp_path / "bag", "/camera/image_raw", "/camera/camera_info", pose_topic="/camera/pose",
+                     max_pose_time_difference=0.0005)
 
 
 def test_dataloader_workers_open_their_own_bag(tmp_path):
     write_bag(tmp_path / "bag", "sqlite3")
-    dataset = RosbagDataset(tmp_path / "bag", "/camera/image_raw", "/camera/camera_info", (12, 16))
+    dataset = FrameSamples(RosbagReader(tmp_path / "bag", "/camera/image_raw", "/camera/camera_info"), (12, 16))
     loader = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=1,
                                          multiprocessing_context="spawn")
     batch = next(iter(loader))
@@ -131,20 +131,20 @@ def test_bad_topics_and_bags(tmp_path):
     write_bag(bag, "mcap")
     with pytest.raises(DatasetError, match=r"camera_info topic '/cam/info' is not in the bag; topics: "
                                            r"/camera/camera_info \(sensor_msgs/msg/CameraInfo\), /camera/image_raw"):
-        RosbagDataset(bag, "/camera/image_raw", "/cam/info", (12, 16))
+        FrameSamples(RosbagReader(bag, "/camera/image_raw", "/cam/info"), (12, 16))
     with pytest.raises(DatasetError, match=r"image topic '/camera/camera_info' has type sensor_msgs/msg/CameraInfo"):
-        RosbagDataset(bag, "/camera/camera_info", "/camera/camera_info", (12, 16))
+        FrameSamples(RosbagReader(bag, "/camera/camera_info", "/camera/camera_info"), (12, 16))
     with pytest.raises(DatasetError, match=r"nope: rosbag2 does not exist"):
-        RosbagDataset(tmp_path / "nope", "/camera/image_raw", "/camera/camera_info", (12, 16))
+        FrameSamples(RosbagReader(tmp_path / "nope", "/camera/image_raw", "/camera/camera_info"), (12, 16))
     (tmp_path / "not_a_bag").mkdir()
     with pytest.raises(DatasetError, match=r"not_a_bag: cannot open rosbag2"):
-        RosbagDataset(tmp_path / "not_a_bag", "/camera/image_raw", "/camera/camera_info", (12, 16))
+        FrameSamples(RosbagReader(tmp_path / "not_a_bag", "/camera/image_raw", "/camera/camera_info"), (12, 16))
 
     mismatched = tmp_path / "mismatched"
     write_bag(mismatched, "sqlite3", info_size=(48, 64))
     with pytest.raises(DatasetError, match=r"image topic '/camera/image_raw' at bag time \d+ ns: image is 32x24 but "
                                            r"its CameraInfo is for 64x48"):
-        RosbagDataset(mismatched, "/camera/image_raw", "/camera/camera_info", (12, 16))
+        FrameSamples(RosbagReader(mismatched, "/camera/image_raw", "/camera/camera_info"), (12, 16))
 
 
 def test_image_size_change_mid_bag_is_refused_when_the_frame_loads(tmp_path):
@@ -160,7 +160,7 @@ def test_image_size_change_mid_bag_is_refused_when_the_frame_loads(tmp_path):
                                                                "sensor_msgs/msg/Image"))
             writer.write(info, stamp, TYPESTORE.serialize_cdr(camera_info_message(stamp, K_NATIVE),
                                                               "sensor_msgs/msg/CameraInfo"))
-    dataset = RosbagDataset(bag, "/camera/image_raw", "/camera/camera_info", (12, 16))
+    dataset = FrameSamples(RosbagReader(bag, "/camera/image_raw", "/camera/camera_info"), (12, 16))
     dataset[0]
     with pytest.raises(DatasetError, match=rf"image topic '/camera/image_raw' at bag time {start + 150_000_000} ns: "
                                            r"image is 40x30 but its CameraInfo is for 32x24"):

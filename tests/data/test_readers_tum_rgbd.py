@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import TUM_HW, check_common_sample, frame_color, mean_color, truncate, write_rgb, write_tum
 
-from priordepth_core.data import DatasetError, TumRgbdDataset
+from priordepth_core.data import DatasetError, FrameSamples, TumRgbdReader
 from priordepth_core.data.tum_rgbd import associate
 
 
@@ -50,9 +50,9 @@ def jittered_sequence(tmp_path):
 
 def test_association_drops_unmatched_frames_and_poses_are_nearest(jittered_sequence):
     folder, rgb, depth, gt, poses = jittered_sequence
-    dataset = TumRgbdDataset(folder, size_hw=(12, 16))
+    dataset = FrameSamples(TumRgbdReader(folder), size_hw=(12, 16))
     kept_rgb = [0, 1, 2, 3, 4, 6, 7]
-    assert [f.stamp for f in dataset.sequences[0]] == pytest.approx(list(rgb[kept_rgb]), abs=1e-6)
+    assert [f.stamp for f in dataset.reader.sequences[0]] == pytest.approx(list(rgb[kept_rgb]), abs=1e-6)
     assert len(dataset) == 5  # 7 associated frames, the first and last lack a neighbour
     sample = dataset[3]  # associated position 4 = rgb frame 4; its +1 context is rgb frame 6 (5 was dropped)
     check_common_sample(sample, (12, 16), 2, depth_hw=(12, 16), has_poses=True)
@@ -77,12 +77,12 @@ def test_exact_depth_is_preferred_and_native_resolution(jittered_sequence):
     (folder / "depth_exact").mkdir()
     for i, stamp in enumerate(rgb):
         np.save(folder / "depth_exact" / f"{stamp:.6f}.npy", np.full(TUM_HW, 0.5 + i, dtype=np.float32))
-    dataset = TumRgbdDataset(folder, (12, 16), depth_at_native_resolution=True)
+    dataset = FrameSamples(TumRgbdReader(folder), (12, 16), depth_at_native_resolution=True)
     assert len(dataset) == 6  # no depth.txt association any more: only ground truth filters (all 8 match)
     sample = dataset[4]
     check_common_sample(sample, (12, 16), 2, depth_hw=TUM_HW, has_poses=True)
     assert sample["frame_index"] == 5 and torch.all(sample["depth_gt"] == 5.5)
-    without = TumRgbdDataset(folder, (12, 16), with_depth=False, with_poses=False)
+    without = FrameSamples(TumRgbdReader(folder, with_depth=False, with_poses=False), (12, 16))
     check_common_sample(without[0], (12, 16), 2, depth_hw=None, has_poses=False)
     assert len(without) == 6
 
@@ -91,66 +91,66 @@ def test_intrinsics_from_the_folder_name_table(tmp_path):
     stamps = 1311868164.0 + np.arange(3) / 30.0
     folder = tmp_path / "rgbd_dataset_freiburg2_desk"
     write_tum(folder, stamps, stamps, stamps, image_hw=(480, 640), intrinsics_line=None)
-    sample = TumRgbdDataset(folder, (240, 320))[0]
+    sample = FrameSamples(TumRgbdReader(folder), (240, 320))[0]
     expected = torch.tensor([[520.9 / 2, 0, (325.1 + 0.5) / 2 - 0.5], [0, 521.0 / 2, (249.7 + 0.5) / 2 - 0.5],
                              [0, 0, 1]])
     torch.testing.assert_close(sample["K"], expected)
     override = torch.tensor([[100.0, 0, 300], [0, 100.0, 200], [0, 0, 1]])
-    sample = TumRgbdDataset(folder, (480, 640), intrinsics=override.numpy())[0]
+    sample = FrameSamples(TumRgbdReader(folder, intrinsics=override.numpy()), (480, 640))[0]
     torch.testing.assert_close(sample["K"], override)
 
 
 def test_bad_sequences(tmp_path, jittered_sequence):
     folder, rgb, *_ = jittered_sequence
     with pytest.raises(DatasetError, match=r"missing: TUM RGB-D sequence folder does not exist"):
-        TumRgbdDataset(tmp_path / "missing", (12, 16))
+        FrameSamples(TumRgbdReader(tmp_path / "missing"), (12, 16))
 
     unnamed = tmp_path / "my_sequence"
     write_tum(unnamed, rgb[:3], rgb[:3], rgb[:3], intrinsics_line=None)
     with pytest.raises(DatasetError, match=r"my_sequence: no intrinsics\.txt and the folder name names no TUM"):
-        TumRgbdDataset(unnamed, (12, 16))
+        FrameSamples(TumRgbdReader(unnamed), (12, 16))
     (unnamed / "intrinsics.txt").write_text("16 17 15.5 11.5 64 48\n")
     with pytest.raises(DatasetError, match=r"\.png: image is 32x24 but the intrinsics from .*intrinsics\.txt are for"
                                            r" 64x48"):
-        TumRgbdDataset(unnamed, (12, 16))
+        FrameSamples(TumRgbdReader(unnamed), (12, 16))
     (unnamed / "intrinsics.txt").write_text("16 17 15.5 11.5 32\n")
     with pytest.raises(DatasetError, match=r"intrinsics\.txt: expected one line 'fx fy cx cy' or 'fx fy cx cy "
                                            r"width height'"):
-        TumRgbdDataset(unnamed, (12, 16))
+        FrameSamples(TumRgbdReader(unnamed), (12, 16))
     fr3 = tmp_path / "rgbd_dataset_freiburg3_office"
     write_tum(fr3, rgb[:3], rgb[:3], rgb[:3], intrinsics_line=None)
     with pytest.raises(DatasetError, match=r"image is 32x24 but the intrinsics from the TUM calibration table are "
                                            r"for 640x480"):
-        TumRgbdDataset(fr3, (12, 16))
+        FrameSamples(TumRgbdReader(fr3), (12, 16))
 
     rgb_list = folder / "rgb.txt"
     text = rgb_list.read_text()
     rgb_list.write_text(text + "1305031103.5 rgb/1305031103.500000.png\n")
     with pytest.raises(DatasetError, match=r"rgb/1305031103\.500000\.png: rgb image listed in the sequence does"):
-        TumRgbdDataset(folder, (12, 16))
+        FrameSamples(TumRgbdReader(folder), (12, 16))
     rgb_list.write_text(text + "1305031103.5\n")
     with pytest.raises(DatasetError, match=r"rgb\.txt:12: expected 'timestamp filename', got 1 columns"):
-        TumRgbdDataset(folder, (12, 16))
+        FrameSamples(TumRgbdReader(folder), (12, 16))
     rgb_list.write_text(text)
 
     gt = folder / "groundtruth.txt"
     gt_text = gt.read_text()
     gt.write_text(gt_text + "1305031103.5 1 2 3 0 0 0\n")
     with pytest.raises(DatasetError, match=r"groundtruth\.txt:32: expected 8 columns"):
-        TumRgbdDataset(folder, (12, 16))
+        FrameSamples(TumRgbdReader(folder), (12, 16))
     gt.write_text("# nothing near\n1.0 0 0 0 0 0 0 1\n")
     with pytest.raises(DatasetError, match=r"no rgb frame has a depth and ground-truth partner within 0\.02 s"):
-        TumRgbdDataset(folder, (12, 16))
+        FrameSamples(TumRgbdReader(folder), (12, 16))
     gt.write_text(gt_text)
 
     depth_name = sorted((folder / "depth").iterdir())[4]
     truncate(depth_name)
     with pytest.raises(DatasetError, match=rf"{depth_name.name}: cannot decode depth PNG"):
-        TumRgbdDataset(folder, (12, 16))[3]
+        FrameSamples(TumRgbdReader(folder), (12, 16))[3]
     assert cv2.imwrite(str(depth_name), np.zeros((24, 32), np.uint8))
     with pytest.raises(DatasetError, match=r"depth PNG must be single-channel uint16"):
-        TumRgbdDataset(folder, (12, 16))[3]
+        FrameSamples(TumRgbdReader(folder), (12, 16))[3]
     write_rgb(sorted((folder / "rgb").iterdir())[0], np.zeros((24, 32, 3), np.uint8))
     truncate(sorted((folder / "rgb").iterdir())[0])
     with pytest.raises(DatasetError, match=r"\.png: cannot decode image"):
-        TumRgbdDataset(folder, (12, 16))  # the first frame is decoded to check the intrinsics' size
+        FrameSamples(TumRgbdReader(folder), (12, 16))  # the first frame is decoded to check the intrinsics' size

@@ -10,12 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
-from priordepth_core.data.kitti_odometry import KittiOdometryDataset
+from priordepth_core.data import FrameSamples
+from priordepth_core.data.kitti_odometry import KittiOdometryReader
 from priordepth_core.data.synthetic import SequenceSpec, make_sequence, suites, write_sequence, writers
 from priordepth_core.data.synthetic import __main__ as cli
 from priordepth_core.data.synthetic.writers import TUM_DEPTH_FACTOR, kitti_poses
 from priordepth_core.data.trajectory_io import read_trajectory
-from priordepth_core.data.tum_rgbd import TumRgbdDataset
+from priordepth_core.data.tum_rgbd import TumRgbdReader
 
 SHARED_TRAJECTORIES = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "trajectories"
 
@@ -53,7 +54,7 @@ def test_tum_round_trip(tmp_path, room_sequence):
         assert png.dtype == np.uint16 and rgb.shape == (48, 64, 3) and rgb.dtype == np.uint8
         np.testing.assert_array_less(np.abs(png / TUM_DEPTH_FACTOR - exact), 0.5 / TUM_DEPTH_FACTOR + 1e-6)
     # The project's TUM reader takes the folder as it is: exact depth, poses and intrinsics.
-    dataset = TumRgbdDataset(out, size_hw=(48, 64))
+    dataset = FrameSamples(TumRgbdReader(out), size_hw=(48, 64))
     sample = dataset[1]
     index = int(sample["frame_index"])
     np.testing.assert_allclose(sample["K"].numpy(), room_sequence.K, rtol=1e-6)
@@ -80,7 +81,7 @@ def test_kitti_round_trip(tmp_path, street_sequence):
     assert [p.name for p in images] == [f"{i:06d}.png" for i in range(5)]
     depth = np.load(folder / "depth_exact" / "000003.npy")
     assert depth.dtype == np.float32 and depth.shape == (32, 96) and (depth == 0).any() and (depth > 0).any()
-    dataset = KittiOdometryDataset(root, ["00"], size_hw=(32, 96))
+    dataset = FrameSamples(KittiOdometryReader(root, ["00"]), size_hw=(32, 96))
     sample = dataset[2]
     index = int(sample["frame_index"])
     np.testing.assert_allclose(sample["K"].numpy(), street_sequence.K, rtol=1e-6)
@@ -201,7 +202,7 @@ def test_named_suites_generate(tmp_path, name):
     root = suites.ensure_suite(name, root=tmp_path)
     manifest = suites.load_manifest(root)
     for entry in manifest["splits"]["test"]:
-        TumRgbdDataset(root / entry["path"], size_hw=(manifest["height"], manifest["width"]))
+        FrameSamples(TumRgbdReader(root / entry["path"]), size_hw=(manifest["height"], manifest["width"]))
 
 
 @pytest.mark.parametrize("name, scene", [

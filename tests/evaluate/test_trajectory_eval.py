@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from priordepth_core.data import TumRgbdDataset
+from priordepth_core.data import FrameSamples, TumRgbdReader
 from priordepth_core.evaluate.__main__ import main as evaluate_main
 from priordepth_core.evaluate.trajectory_eval import (
     chain_relative_poses,
@@ -37,7 +37,7 @@ def room_pairs(tmp_path_factory):
     root = tmp_path_factory.mktemp("traj") / "seq"
     assert synthetic_main(["--scene", "room", "--motion", "handheld", "--frames", "10", "--size", "160x128",
                            "--seed", "3", "--out", str(root), "--no-progress"]) == 0
-    return root, TumRgbdDataset(root, (128, 160), (-1,))
+    return root, FrameSamples(TumRgbdReader(root), (128, 160), (-1,))
 
 
 def test_ground_truth_relative_poses_give_zero_error(room_pairs):

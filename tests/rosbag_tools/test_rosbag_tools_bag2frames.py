@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from priordepth_core.data import TumRgbdDataset
-from priordepth_core.data.sample import load_depth_png, load_rgb, resize_image
+from priordepth_core.data import TumRgbdReader
+from priordepth_core.data.frames import load_depth_png, load_rgb
+from priordepth_core.data.sample import resize_image
 from priordepth_core.data.tum_rgbd import read_intrinsics_file
 from rosbag_tools import messages
 from rosbag_tools.bag_to_frames import decode_depth
@@ -63,7 +64,7 @@ def camera_bag(path: Path, images: list, stamps: list[int], image_topic: str = "
 def extracted(cli, bag: Path, out: Path, *options) -> list[np.ndarray]:
     status, _, err = cli("bag2frames", bag, "-o", out, "--no-progress", *options)
     assert status == 0, err
-    return [load_rgb(f.image) for f in TumRgbdDataset(out, (8, 8), (1,)).sequences[0]]
+    return [load_rgb(f.image) for f in TumRgbdReader(out).sequences[0]]
 
 
 def stamps_at(rate_hz: float, count: int) -> list[int]:
@@ -205,7 +206,7 @@ def test_poses_from_pose_stamped_are_written_for_each_frame(cli, tmp_path):
                      extra={"/cam/pose": (messages.POSE_STAMPED, poses)})
     status, _, err = cli("bag2frames", bag, "-o", tmp_path / "frames", "--pose-topic", "/cam/pose", "--no-progress")
     assert status == 0, err
-    frames = TumRgbdDataset(tmp_path / "frames", (8, 8), (1,)).sequences[0]
+    frames = TumRgbdReader(tmp_path / "frames").sequences[0]
     assert len(frames) == 4
     for i, frame in enumerate(frames):
         np.testing.assert_allclose(frame.T_world_cam[:3, 3], [0.1 * i, 0.0, 0.02 * i], atol=1e-12)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from priordepth_core.data import KittiOdometryDataset, KittiRawDataset, TumRgbdDataset, read_trajectory
+from priordepth_core.data import KittiOdometryReader, KittiRawReader, TumRgbdReader, read_trajectory
+from priordepth_core.data.frames import load_depth_npy, load_depth_png, load_rgb
 from priordepth_core.data.kitti_raw import read_velodyne_bin, velodyne_projection, velodyne_to_depth_map
-from priordepth_core.data.sample import load_depth_npy, load_depth_png, load_rgb
 from priordepth_core.data.tum_rgbd import read_intrinsics_file
 from rosbag_tools.messages import matrix_from_pose, stamp_to_nanoseconds
 
@@ -40,7 +40,7 @@ def back_from_bag(cli, bag: Path, out: Path, *extra, poses: bool = True) -> list
     status, _, err = cli("bag2frames", bag, "-o", out, *pose_options, "--depth-topic", "/ground_truth/depth",
                          "--no-progress", *extra)
     assert status == 0, err
-    return reader_frames(TumRgbdDataset(out, (8, 8), (1,)))
+    return reader_frames(TumRgbdReader(out))
 
 
 def assert_same_frames(original: list[dict], back: list[dict], depth_tolerance: float) -> None:
@@ -86,7 +86,7 @@ def test_synthetic_sequence_round_trip(cli, synthetic_tum_sequence, tmp_path, st
     suffix = {"mcap": ".mcap", "sqlite3": ".db3"}[storage]
     assert (bag / f"synthetic_bag{suffix}").is_file() and (bag / "metadata.yaml").is_file()
 
-    original = reader_frames(TumRgbdDataset(synthetic_tum_sequence, (8, 8), (1,)))  # exact float depth
+    original = reader_frames(TumRgbdReader(synthetic_tum_sequence))  # exact float depth
     assert all(f["depth"].dtype == np.float32 and f["T"] is not None for f in original)
     back = back_from_bag(cli, bag, tmp_path / "frames")
     # Depth comes back from TUM's 16-bit PNG: within half a quantum (plus float32 rounding of the metres).
@@ -102,7 +102,7 @@ def test_synth2bag_rendered_on_the_fly_matches_the_written_sequence(cli, synthet
                          "--seed", 0, "-o", bag, "--no-progress")
     assert status == 0, err
     messages = read_bag(bag)
-    written = reader_frames(TumRgbdDataset(synthetic_tum_sequence, (8, 8), (1,)))
+    written = reader_frames(TumRgbdReader(synthetic_tum_sequence))
     K, size_hw = read_intrinsics_file(synthetic_tum_sequence / "intrinsics.txt")
     assert len(messages["/camera/image"]) == len(written) == 5
     for (t, image), (_, info), (_, depth), (_, tf), (_, odometry), frame in zip(
@@ -180,7 +180,7 @@ def test_tum_round_trip_with_association(cli, dataset_writers, tmp_path):
     gt_stamps = rgb_stamps[0] - 0.02 + 0.01 * np.arange(22)  # 100 Hz motion capture
     folder = tmp_path / "rgbd_dataset_freiburg1_xyz"
     dataset_writers.write_tum(folder, rgb_stamps, depth_stamps, gt_stamps)
-    original = reader_frames(TumRgbdDataset(folder, (8, 8), (1,)))
+    original = reader_frames(TumRgbdReader(folder))
     assert len(original) == 5
 
     bag = tmp_path / "tum_bag"
@@ -211,7 +211,7 @@ def test_tum_calibration_table_gives_k_and_distortion_of_the_sensor(cli, dataset
 def test_kitti_odometry_round_trip_and_velodyne_transform(cli, dataset_writers, tmp_path):
     root = tmp_path / "kitti_odometry"
     dataset_writers.write_kitti_odometry(root, "00", num_frames=5, with_poses=True, with_depth=True)
-    original = reader_frames(KittiOdometryDataset(root, ["00"], (8, 8), (1,)))
+    original = reader_frames(KittiOdometryReader(root, ["00"]))
     assert all(f["T"] is not None and f["depth"] is not None for f in original)
 
     bag = tmp_path / "odometry_bag"
@@ -247,7 +247,7 @@ def test_kitti_raw_round_trip_with_velodyne_depth_and_static_transforms(cli, dat
 
     split = tmp_path / "split.txt"
     split.write_text("".join(f"{w.KITTI_RAW_DATE}/{w.KITTI_RAW_DRIVE} {i} l\n" for i in range(4)))
-    reference = KittiRawDataset(tmp_path / "raw", split, (8, 8), (1,), with_depth=True)
+    reference = KittiRawReader(tmp_path / "raw", split, with_depth=True)
     projection, image_hw = velodyne_projection(drive.parent, 2)
     for (t, image), (_, depth), frame in zip(messages["/camera/image"], messages["/ground_truth/depth"],
                                              reference.sequences[0]):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from priordepth_core.data import TumRgbdDataset
+from priordepth_core.data import FrameSamples, TumRgbdReader
 from priordepth_core.train.checkpoint import load_checkpoint
 from priordepth_core.train.config import load_config
 from priordepth_core.train.trainer import Trainer
@@ -34,7 +34,7 @@ def _write_config(tmp_path: Path, sequence: Path, out_dir: Path, extra=(), name:
 
 def _trainer(plane_sequence, out_dir, overrides=(), resume=False):
     config = load_config(overrides=[*BASE, f"run.out_dir={out_dir}", *overrides])
-    dataset = TumRgbdDataset(plane_sequence, (64, 96), (-1, 1))
+    dataset = FrameSamples(TumRgbdReader(plane_sequence), (64, 96), (-1, 1))
     return Trainer(config, resume=resume, train_set=dataset, test_set=dataset)
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from priordepth_core.data import TumRgbdDataset
+from priordepth_core.data import FrameSamples, TumRgbdReader
 from priordepth_core.pose import PoseProblem
 from priordepth_core.train.config import load_config
 from priordepth_core.train.model import DepthPoseModel
@@ -19,7 +19,7 @@ def _config(source: str, **extra):
 
 
 def _batch(plane_sequence, indices=(2, 5)):
-    dataset = TumRgbdDataset(plane_sequence, (64, 96), (-1, 1))
+    dataset = FrameSamples(TumRgbdReader(plane_sequence), (64, 96), (-1, 1))
     return default_collate([dataset[i] for i in indices])
 
 
