@@ -186,7 +186,7 @@ def extract_frames(bag: str | Path, out: str | Path, image_topic: str | None = N
 
     reader = RosbagReader(bag, image_topic, camera_info_topic, pose_topic=pose_topic,
                           max_pose_time_difference=max_time_difference)
-    frames = reader.sequences[0]
+    frames = reader.single_sequence()
     frames = [frames[i] for i in _decimate([f.stamp for f in frames], every, max_rate)]
     K_native = frames[0].K
     for frame in frames:

@@ -91,9 +91,7 @@ def _from_reader(reader: FrameReader, name: str, distortion: tuple[float, ...] =
                  static_transforms: list[StaticTransform] | None = None) -> CameraSequence:
     """Wrap the single sequence a reader indexed. Pixels come from the reader's own frame loaders, so decoding,
     depth units and velodyne projection are exactly the trainer's."""
-    if len(reader.sequences) != 1:
-        raise ValueError(f"expected one sequence, the reader indexed {len(reader.sequences)}")
-    frames: list[Frame] = reader.sequences[0]
+    frames: list[Frame] = reader.single_sequence()
     stamps = np.array([f.stamp for f in frames], dtype=np.float64)
     T_world_cam = np.stack([f.T_world_cam for f in frames]) if reader.has_poses else None
 

@@ -77,6 +77,22 @@ class FrameReader:
         self._first_frames = {frames[0].sequence: frames[0] for frames in sequences if frames}
         self._sequence_hw: dict[str, tuple[int, int]] = {}  # filled as frames load, from each first frame
 
+    def single_sequence(self, min_frames: int = 2) -> list[Frame]:
+        """The frames of a reader that indexed one sequence (a folder, drive or bag topic), at least ``min_frames``.
+
+        Consumers of whole sequences (the offline runner, the bag converters) need two frames to see any motion.
+
+        Raises:
+            ValueError: the reader indexed several sequences.
+            DatasetError: fewer than ``min_frames`` frames, naming the dataset.
+        """
+        if len(self.sequences) != 1:
+            raise ValueError(f"expected one sequence, the reader indexed {len(self.sequences)}")
+        frames = self.sequences[0]
+        if len(frames) < min_frames:
+            raise DatasetError(f"{self.source}: needs at least {min_frames} frames, found {len(frames)}")
+        return frames
+
     def load_rgb(self, frame: Frame) -> np.ndarray:
         """(H, W, 3) uint8 RGB of a frame, checked to have the size of its sequence's first frame."""
         image = load_rgb(frame.image)

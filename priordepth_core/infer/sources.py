@@ -81,9 +81,7 @@ class InputSequence:
 
 
 def _single(reader: FrameReader, name: str, kind: str) -> InputSequence:
-    if len(reader.sequences[0]) < 2:
-        raise DatasetError(f"{reader.source}: needs at least two frames, found {len(reader.sequences[0])}")
-    return InputSequence(name, kind, reader, reader.sequences[0])
+    return InputSequence(name, kind, reader, reader.single_sequence())
 
 
 def _suite(spec: str) -> InputSequence:

@@ -102,3 +102,11 @@ def test_the_trainer_trains_on_a_registered_reader(registered, png_folder, tmp_p
     assert trainer.step == 2 and (tmp_path / "run" / "last.pt").is_file()
     assert history == [] or all(np.isfinite(v) for entry in history for v in entry.values()
                                 if isinstance(v, float))
+
+
+def test_whole_sequence_consumers_need_two_frames(png_folder):
+    assert len(PngFolderReader(png_folder).single_sequence()) == 6
+    for path in sorted(png_folder.glob("*.png"))[1:]:
+        path.unlink()
+    with pytest.raises(DatasetError, match=r"my_camera: needs at least 2 frames, found 1"):
+        PngFolderReader(png_folder).single_sequence()
