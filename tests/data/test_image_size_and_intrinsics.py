@@ -53,7 +53,7 @@ def test_four_value_intrinsics_take_the_size_of_the_first_image(tmp_path):
 def test_bad_intrinsics_values_name_the_file_and_line(tmp_path, line, problem):
     folder = tum_sequence(tmp_path, intrinsics_line=line)
     with pytest.raises(DatasetError) as error:
-        FrameSamples(TumRgbdReader(folder), (12, 16))
+        TumRgbdReader(folder)
     # write_tum puts a '#' header on line 1: the values are on line 2.
     assert f"{folder / 'intrinsics.txt'}:2: {problem}" in str(error.value)
 

@@ -62,7 +62,7 @@ def test_exact_depth_and_camera_choice(tmp_path):
     no_poses = FrameSamples(KittiOdometryReader(tmp_path, ["00"], with_poses=False), (12, 24))
     assert "T_world_cam" not in no_poses[0] and "T_context_target" not in no_poses[0]
     with pytest.raises(DatasetError, match=r"image_3: image folder does not exist"):
-        FrameSamples(KittiOdometryReader(tmp_path, ["00"], camera=3), (12, 24))
+        KittiOdometryReader(tmp_path, ["00"], camera=3)
 
 
 def test_sequences_without_poses_have_no_pose_keys(tmp_path):
@@ -70,7 +70,7 @@ def test_sequences_without_poses_have_no_pose_keys(tmp_path):
     sample = FrameSamples(KittiOdometryReader(tmp_path, ["11"]), (12, 24))[0]
     check_common_sample(sample, (12, 24), 2, depth_hw=None, has_poses=False)
     with pytest.raises(DatasetError, match=r"poses/11\.txt: pose file does not exist"):
-        FrameSamples(KittiOdometryReader(tmp_path, ["11"], with_poses=True), (12, 24))
+        KittiOdometryReader(tmp_path, ["11"], with_poses=True)
 
 
 def test_flip_keeps_geometry_consistent(tmp_path):
@@ -96,42 +96,42 @@ def test_mismatched_counts_and_bad_files(tmp_path):
     write_kitti_odometry(tmp_path, num_frames=4)
     folder = tmp_path / "sequences" / "00"
     with pytest.raises(DatasetError, match=r"sequences: KITTI odometry sequences folder does not exist"):
-        FrameSamples(KittiOdometryReader(tmp_path / "elsewhere", ["00"]), (12, 24))
+        KittiOdometryReader(tmp_path / "elsewhere", ["00"])
     with pytest.raises(DatasetError, match=r"sequences/07/image_2: image folder does not exist"):
-        FrameSamples(KittiOdometryReader(tmp_path, ["07"], with_poses=False), (12, 24))
+        KittiOdometryReader(tmp_path, ["07"], with_poses=False)
 
     poses = tmp_path / "poses" / "00.txt"
     good_poses = poses.read_text()
     poses.write_text(good_poses + "1 0 0 0 0 1 0 0 0 0 1\n")
     with pytest.raises(DatasetError, match=r"00\.txt:5: expected 12 columns"):
-        FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))
+        KittiOdometryReader(tmp_path, ["00"])
     poses.write_text(good_poses + "1 0 0 0 0 1 0 0 0 0 1 0\n")
     with pytest.raises(DatasetError, match=r"00\.txt: has 5 poses but .*image_2 has 4 images"):
-        FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))
+        KittiOdometryReader(tmp_path, ["00"])
     poses.write_text(good_poses)
 
     times = folder / "times.txt"
     times.write_text("0.0\n0.1\n0.2\n")
     with pytest.raises(DatasetError, match=r"times\.txt: has 3 stamps but .*image_2 has 4 images"):
-        FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))
+        KittiOdometryReader(tmp_path, ["00"])
     times.write_text("0.0\n0.1\nabc\n0.3\n")
     with pytest.raises(DatasetError, match=r"times\.txt: cannot parse stamps"):
-        FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))
+        KittiOdometryReader(tmp_path, ["00"])
     times.write_text("0.0\n0.1\n0.2\n0.3\n")
 
     calib = folder / "calib.txt"
     calib.write_text("P0: 1 0 0\n")
     with pytest.raises(DatasetError, match=r"calib\.txt: missing calibration entry 'P2'"):
-        FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))
+        KittiOdometryReader(tmp_path, ["00"])
     calib.write_text("P2: 1 0 0\n")
     with pytest.raises(DatasetError, match=r"calib\.txt: P2 has 3 values, expected 12"):
-        FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))
+        KittiOdometryReader(tmp_path, ["00"])
     calib.write_text("".join(f"P{c}: " + " ".join(map(str, KITTI_ODOM_P[c].ravel())) + "\n" for c in range(4)))
 
     (folder / "depth_exact").mkdir()
     np.save(folder / "depth_exact" / "000000.npy", np.ones((24, 48), np.float32))
     with pytest.raises(DatasetError, match=r"depth_exact/000001\.npy: depth file missing \(3 of 4 frames"):
-        FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))
+        KittiOdometryReader(tmp_path, ["00"])
     for i in range(1, 4):
         np.save(folder / "depth_exact" / f"{i:06d}.npy", np.ones((24, 48), np.int32))
     with pytest.raises(DatasetError, match=r"000001\.npy: depth array must be \(H, W\) floating point"):
@@ -144,4 +144,4 @@ def test_mismatched_counts_and_bad_files(tmp_path):
     with pytest.raises(DatasetError, match=r"image_2/000001\.png: cannot decode image"):
         FrameSamples(KittiOdometryReader(tmp_path, ["00"]), (12, 24))[0]
     with pytest.raises(ValueError, match="sequences must be a non-empty list"):
-        FrameSamples(KittiOdometryReader(tmp_path, "00"), (12, 24))
+        KittiOdometryReader(tmp_path, "00")

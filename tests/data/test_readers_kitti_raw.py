@@ -146,32 +146,32 @@ def test_augmentation_is_deterministic_and_flip_mirrors_k(tmp_path, raw_root):
 )
 def test_bad_split_files(tmp_path, raw_root, lines, pattern):
     with pytest.raises(DatasetError, match=pattern):
-        FrameSamples(KittiRawReader(raw_root, split(tmp_path, lines)), (12, 20))
+        FrameSamples(KittiRawReader(raw_root, split(tmp_path, lines)), (12, 20))  # the last case: no sample target
 
 
 def test_bad_folders_and_files(tmp_path, raw_root):
     split_file = split(tmp_path, [f"{FOLDER} 2 l"])
     with pytest.raises(DatasetError, match=r"nowhere: KITTI raw root folder does not exist"):
-        FrameSamples(KittiRawReader(tmp_path / "nowhere", split_file), (12, 20))
+        KittiRawReader(tmp_path / "nowhere", split_file)
     with pytest.raises(DatasetError, match=r"missing\.txt: split file does not exist"):
-        FrameSamples(KittiRawReader(raw_root, tmp_path / "missing.txt"), (12, 20))
+        KittiRawReader(raw_root, tmp_path / "missing.txt")
 
     (raw_root / FOLDER / "velodyne_points" / "data" / "0000000002.bin").unlink()
     with pytest.raises(DatasetError, match=r"0000000002\.bin: velodyne scan of a split frame does not exist"):
-        FrameSamples(KittiRawReader(raw_root, split_file, with_depth=True), (12, 20))
+        KittiRawReader(raw_root, split_file, with_depth=True)
 
     times = raw_root / FOLDER / "image_02" / "timestamps.txt"
     times.write_text("\n".join(times.read_text().splitlines()[:-1]) + "\n")
     with pytest.raises(DatasetError, match=r"timestamps\.txt: has 5 timestamps but .* has 6 images"):
-        FrameSamples(KittiRawReader(raw_root, split_file), (12, 20))
+        KittiRawReader(raw_root, split_file)
 
     (raw_root / FOLDER / "image_02" / "data" / "0000000004.png").unlink()
     with pytest.raises(DatasetError, match=r"image_02/data: frame numbering has a gap: frame 4 is missing"):
-        FrameSamples(KittiRawReader(raw_root, split_file), (12, 20))
+        KittiRawReader(raw_root, split_file)
 
     (raw_root / KITTI_RAW_DATE / "calib_cam_to_cam.txt").unlink()
     with pytest.raises(DatasetError, match=r"calib_cam_to_cam\.txt: calibration file does not exist"):
-        FrameSamples(KittiRawReader(raw_root, split(tmp_path, [f"{FOLDER} 2 r"])), (12, 20))
+        KittiRawReader(raw_root, split(tmp_path, [f"{FOLDER} 2 r"]))
 
 
 def test_calibration_entry_problems_and_truncated_files(tmp_path, raw_root):
@@ -180,7 +180,7 @@ def test_calibration_entry_problems_and_truncated_files(tmp_path, raw_root):
     text = calib.read_text()
     calib.write_text("\n".join(line for line in text.splitlines() if not line.startswith("P_rect_02")) + "\n")
     with pytest.raises(DatasetError, match=r"calib_cam_to_cam\.txt: missing calibration entry 'P_rect_02'"):
-        FrameSamples(KittiRawReader(raw_root, split_file), (12, 20))
+        KittiRawReader(raw_root, split_file)
     calib.write_text(text)
 
     velodyne = raw_root / FOLDER / "velodyne_points" / "data" / "0000000002.bin"

@@ -131,20 +131,20 @@ def test_bad_topics_and_bags(tmp_path):
     write_bag(bag, "mcap")
     with pytest.raises(DatasetError, match=r"camera_info topic '/cam/info' is not in the bag; topics: "
                                            r"/camera/camera_info \(sensor_msgs/msg/CameraInfo\), /camera/image_raw"):
-        FrameSamples(RosbagReader(bag, "/camera/image_raw", "/cam/info"), (12, 16))
+        RosbagReader(bag, "/camera/image_raw", "/cam/info")
     with pytest.raises(DatasetError, match=r"image topic '/camera/camera_info' has type sensor_msgs/msg/CameraInfo"):
-        FrameSamples(RosbagReader(bag, "/camera/camera_info", "/camera/camera_info"), (12, 16))
+        RosbagReader(bag, "/camera/camera_info", "/camera/camera_info")
     with pytest.raises(DatasetError, match=r"nope: rosbag2 does not exist"):
-        FrameSamples(RosbagReader(tmp_path / "nope", "/camera/image_raw", "/camera/camera_info"), (12, 16))
+        RosbagReader(tmp_path / "nope", "/camera/image_raw", "/camera/camera_info")
     (tmp_path / "not_a_bag").mkdir()
     with pytest.raises(DatasetError, match=r"not_a_bag: cannot open rosbag2"):
-        FrameSamples(RosbagReader(tmp_path / "not_a_bag", "/camera/image_raw", "/camera/camera_info"), (12, 16))
+        RosbagReader(tmp_path / "not_a_bag", "/camera/image_raw", "/camera/camera_info")
 
     mismatched = tmp_path / "mismatched"
     write_bag(mismatched, "sqlite3", info_size=(48, 64))
     with pytest.raises(DatasetError, match=r"image topic '/camera/image_raw' at bag time \d+ ns: image is 32x24 but "
                                            r"its CameraInfo is for 64x48"):
-        FrameSamples(RosbagReader(mismatched, "/camera/image_raw", "/camera/camera_info"), (12, 16))
+        RosbagReader(mismatched, "/camera/image_raw", "/camera/camera_info")
 
 
 def test_image_size_change_mid_bag_is_refused_when_the_frame_loads(tmp_path):

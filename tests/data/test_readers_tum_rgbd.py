@@ -103,44 +103,44 @@ def test_intrinsics_from_the_folder_name_table(tmp_path):
 def test_bad_sequences(tmp_path, jittered_sequence):
     folder, rgb, *_ = jittered_sequence
     with pytest.raises(DatasetError, match=r"missing: TUM RGB-D sequence folder does not exist"):
-        FrameSamples(TumRgbdReader(tmp_path / "missing"), (12, 16))
+        TumRgbdReader(tmp_path / "missing")
 
     unnamed = tmp_path / "my_sequence"
     write_tum(unnamed, rgb[:3], rgb[:3], rgb[:3], intrinsics_line=None)
     with pytest.raises(DatasetError, match=r"my_sequence: no intrinsics\.txt and the folder name names no TUM"):
-        FrameSamples(TumRgbdReader(unnamed), (12, 16))
+        TumRgbdReader(unnamed)
     (unnamed / "intrinsics.txt").write_text("16 17 15.5 11.5 64 48\n")
     with pytest.raises(DatasetError, match=r"\.png: image is 32x24 but the intrinsics from .*intrinsics\.txt are for"
                                            r" 64x48"):
-        FrameSamples(TumRgbdReader(unnamed), (12, 16))
+        TumRgbdReader(unnamed)
     (unnamed / "intrinsics.txt").write_text("16 17 15.5 11.5 32\n")
     with pytest.raises(DatasetError, match=r"intrinsics\.txt: expected one line 'fx fy cx cy' or 'fx fy cx cy "
                                            r"width height'"):
-        FrameSamples(TumRgbdReader(unnamed), (12, 16))
+        TumRgbdReader(unnamed)
     fr3 = tmp_path / "rgbd_dataset_freiburg3_office"
     write_tum(fr3, rgb[:3], rgb[:3], rgb[:3], intrinsics_line=None)
     with pytest.raises(DatasetError, match=r"image is 32x24 but the intrinsics from the TUM calibration table are "
                                            r"for 640x480"):
-        FrameSamples(TumRgbdReader(fr3), (12, 16))
+        TumRgbdReader(fr3)
 
     rgb_list = folder / "rgb.txt"
     text = rgb_list.read_text()
     rgb_list.write_text(text + "1305031103.5 rgb/1305031103.500000.png\n")
     with pytest.raises(DatasetError, match=r"rgb/1305031103\.500000\.png: rgb image listed in the sequence does"):
-        FrameSamples(TumRgbdReader(folder), (12, 16))
+        TumRgbdReader(folder)
     rgb_list.write_text(text + "1305031103.5\n")
     with pytest.raises(DatasetError, match=r"rgb\.txt:12: expected 'timestamp filename', got 1 columns"):
-        FrameSamples(TumRgbdReader(folder), (12, 16))
+        TumRgbdReader(folder)
     rgb_list.write_text(text)
 
     gt = folder / "groundtruth.txt"
     gt_text = gt.read_text()
     gt.write_text(gt_text + "1305031103.5 1 2 3 0 0 0\n")
     with pytest.raises(DatasetError, match=r"groundtruth\.txt:32: expected 8 columns"):
-        FrameSamples(TumRgbdReader(folder), (12, 16))
+        TumRgbdReader(folder)
     gt.write_text("# nothing near\n1.0 0 0 0 0 0 0 1\n")
     with pytest.raises(DatasetError, match=r"no rgb frame has a depth and ground-truth partner within 0\.02 s"):
-        FrameSamples(TumRgbdReader(folder), (12, 16))
+        TumRgbdReader(folder)
     gt.write_text(gt_text)
 
     depth_name = sorted((folder / "depth").iterdir())[4]
@@ -153,4 +153,4 @@ def test_bad_sequences(tmp_path, jittered_sequence):
     write_rgb(sorted((folder / "rgb").iterdir())[0], np.zeros((24, 32, 3), np.uint8))
     truncate(sorted((folder / "rgb").iterdir())[0])
     with pytest.raises(DatasetError, match=r"\.png: cannot decode image"):
-        FrameSamples(TumRgbdReader(folder), (12, 16))  # the first frame is decoded to check the intrinsics' size
+        TumRgbdReader(folder)  # the first frame is decoded to check the intrinsics' size
