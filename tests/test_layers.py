@@ -66,15 +66,6 @@ LAYERS: list[tuple[str, list[str]]] = [
 SAME_UNIT = {f"{CORE}.evaluate.{name}": f"{CORE}.evaluate.__main__"
              for name in ("curves", "depth_cli", "keypoint_cli", "pose_cli", "trajectory_cli")}
 
-# Function-local project imports still in files of other parts of issue 16, each (file, imported module). They are
-# removed by the data change; an entry that no longer occurs fails, so the list stays exact and
-# cannot hide a new one.
-LOCAL_IMPORTS_BEING_REMOVED: set[tuple[str, str]] = {
-    ("priordepth_core/infer/sources.py", f"{CORE}.data.synthetic"),
-    ("priordepth_core/train/datasets.py", f"{CORE}.data.synthetic.suites"),
-}
-
-
 @dataclass(frozen=True)
 class ProjectImport:
     source: str  # importing module, dotted
@@ -192,13 +183,9 @@ def test_imports_only_go_down():
 
 def test_no_function_local_project_imports():
     local = [imp for imp in project_imports() if imp.in_function]
-    new = [f"{imp.where}: {imp.source} imports {imp.target} inside a function: import at module level (a local "
-           f"import hides a loop or an upward import from the layer check)"
-           for imp in local if (imp.path, imp.target) not in LOCAL_IMPORTS_BEING_REMOVED]
-    seen = {(imp.path, imp.target) for imp in local}
-    stale = [f"{path}: no longer imports {target} inside a function: remove it from LOCAL_IMPORTS_BEING_REMOVED"
-             for path, target in sorted(LOCAL_IMPORTS_BEING_REMOVED - seen)]
-    assert not new + stale, "\n".join(new + stale)
+    found = [f"{imp.where}: {imp.source} imports {imp.target} inside a function: import at module level (a local "
+             f"import hides a loop or an upward import from the layer check)" for imp in local]
+    assert not found, "\n".join(found)
 
 
 def test_no_import_loops():
