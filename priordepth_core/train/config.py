@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config_schema import ConfigError, Range, check_fields, load, merge, one_of, ranged, to_dict
+from ..data.registry import READERS
 from ..pose import POSE_SOURCE_NAMES
 
-DATA_KINDS = ("suite", "tum", "kitti_odometry", "kitti_raw", "rosbag")
+# The dataset kinds are the readers registry's names: a reader registered there is accepted here too.
+DATA_KINDS = tuple(READERS)
 
 
 @dataclass
