@@ -26,8 +26,8 @@ import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.image import ImageError, message_to_cvimage
 from rosbags.typesys import Stores, get_typestore
-from scipy.spatial.transform import Rotation
 
+from ..geometry.se3 import rotation_from_quaternion_xyzw_np
 from .errors import DatasetError
 from .frames import Frame, FrameReader, configured_path, nearest_index
 from .tum_rgbd import associate
@@ -44,7 +44,7 @@ def _stamp_seconds(header: Any) -> float:
 def _pose_to_matrix(pose: Any) -> np.ndarray:
     q = pose.orientation
     T = np.eye(4)
-    T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()  # ROS order (x, y, z, w)
+    T[:3, :3] = rotation_from_quaternion_xyzw_np(np.array([q.x, q.y, q.z, q.w]))  # ROS order (x, y, z, w)
     T[:3, 3] = [pose.position.x, pose.position.y, pose.position.z]
     return T
 
