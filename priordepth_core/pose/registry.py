@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from .problem import PoseSourceSettings
 from .sources import EssentialSource, FallbackSource, PnPSource, PoseNetSource, PoseSource
 
-# The essential matrix inside pnp_essential draws 8-point sets, which need more draws than PnP's 6-point ones for the
-# same confidence; this budget is its own, whatever the PnP's.
+# The essential matrix inside pnp_essential has its own hypothesis budget, whatever the PnP's (its LO-RANSAC stops
+# earlier once the inlier ratio makes that confident).
 FALLBACK_ESSENTIAL_HYPOTHESES = 128
 
 
