@@ -82,6 +82,40 @@ def _transfer_sq(H: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor) -> torch.T
     return torch.where(ok & torch.isfinite(error), error, torch.full_like(error, 1e12))
 
 
+def decompose_homography(H: torch.Tensor, K1_inv: torch.Tensor, K2_inv: torch.Tensor, b1: torch.Tensor,
+                         b2: torch.Tensor, w: torch.Tensor):
+    """The two motions a plane admits: (B, 3, 3) pixel homographies -> R (B, 2, 3, 3), unit t (B, 2, 3) (sign open).
+
+    ``b1, b2`` (B, N, 3) bearings and ``w`` (B, N) weights fix the sign of the homography (``b2 ~ +G b1`` for
+    points in front of both cameras).
+
+    The calibrated ``G = K2^-1 H K1`` scaled to middle singular value 1 is ``R + t n^T`` (plane depth 1) for two
+    (R, t, n) up to the signs of t and n (Ma, Soatto, Kosecka, Sastry, "An Invitation to 3-D Vision", 5.3.3): with
+    ``G^T G = V diag(s1^2, 1, s3^2) V^T``, ``u_{1,2} = (sqrt(1 - s3^2) v1 +- sqrt(s1^2 - 1) v3) / sqrt(s1^2 - s3^2)``,
+    ``R_i = [G v2, G u_i, [G v2]x G u_i] [v2, u_i, [v2]x u_i]^T``, ``n_i = [v2]x u_i``, ``t_i = (G - R_i) n_i``.
+    Where ``s1 = s3`` (pure rotation) the translations are meaningless (zero up to rounding); callers check.
+    """
+    G = K2_inv @ H @ torch.linalg.inv(K1_inv)
+    G = G / torch.linalg.svdvals(G)[:, 1:2, None].clamp_min(1e-300)
+    agreement = (w * ((b1 @ G.transpose(1, 2)) * b2).sum(-1)).sum(-1)
+    G = G * torch.where(agreement < 0, -1.0, 1.0).to(G.dtype)[:, None, None]
+    evals, V = torch.linalg.eigh(G.transpose(1, 2) @ G)  # ascending: s3^2, 1, s1^2
+    s3, s1 = evals[:, 0].clamp(max=1.0), evals[:, 2].clamp(min=1.0)
+    v1, v2, v3 = V[..., 2], V[..., 1], V[..., 0]
+    denom = (s1 - s3).clamp_min(1e-300).sqrt()[:, None]
+    a, b = (1.0 - s3).sqrt()[:, None], (s1 - 1.0).sqrt()[:, None]
+    Rs, ts = [], []
+    for u in ((a * v1 + b * v3) / denom, (a * v1 - b * v3) / denom):
+        U = torch.stack([v2, u, torch.linalg.cross(v2, u, dim=-1)], dim=-1)
+        Gv2, Gu = (G @ v2.unsqueeze(-1))[..., 0], (G @ u.unsqueeze(-1))[..., 0]
+        W = torch.stack([Gv2, Gu, torch.linalg.cross(Gv2, Gu, dim=-1)], dim=-1)
+        R = W @ U.transpose(1, 2)
+        n = torch.linalg.cross(v2, u, dim=-1)
+        Rs.append(R)
+        ts.append(torch.nn.functional.normalize(((G - R) @ n.unsqueeze(-1))[..., 0], dim=-1))
+    return torch.stack(Rs, dim=1), torch.stack(ts, dim=1)
+
+
 def fit_rotation(b1: torch.Tensor, b2: torch.Tensor, x2: torch.Tensor, K2: torch.Tensor, w: torch.Tensor,
                  threshold_px: float):
     """Rotation-only model on bearings, refitted on its own inliers.
@@ -113,7 +147,8 @@ def select_model(sampson_sq: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor, b
     Returns:
         dict of (B,) tensors: ``model`` (0 essential, 1 homography, 2 rotation), ``confidence`` (the winner's share of
         ``exp(-GRIC / 2)``), ``gric`` (B, 3), ``sigma_px``, ``rotation_error_sq`` (B, N) and ``rotation_inliers``
-        (B, N) of the rotation fit, and ``rotation_R`` (B, 3, 3).
+        (B, N) of the rotation fit, ``rotation_R`` (B, 3, 3) and ``homography`` (B, 3, 3), the pixel homography
+        ``x2 ~ H x1`` refitted on its inliers.
     """
     with torch.no_grad():
         counted = usable & inliers
@@ -143,4 +178,5 @@ def select_model(sampson_sq: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor, b
     relative = gric - gric.gather(-1, model[:, None])
     confidence = 1.0 / torch.exp(-0.5 * relative).sum(-1)
     return {"model": model, "confidence": confidence, "gric": gric, "sigma_px": sigma[:, 0],
-            "rotation_error_sq": rotation_sq, "rotation_inliers": rotation_inliers & usable, "rotation_R": R_rot}
+            "rotation_error_sq": rotation_sq, "rotation_inliers": rotation_inliers & usable, "rotation_R": R_rot,
+            "homography": H}
