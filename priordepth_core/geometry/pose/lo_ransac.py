@@ -332,6 +332,22 @@ def solve_essential_ransac(x1: torch.Tensor, x2: torch.Tensor, K: torch.Tensor, 
                                           min_parallax_px=min_parallax_px)
     if solver != "five_point":
         raise ValueError(f"solver must be 'five_point' or 'eight_point', got {solver!r}")
+    # Without gradients the whole solve runs under inference_mode (no autograd bookkeeping on a few thousand small
+    # ops: measured 35 -> 27 ms at B = 1, one thread); the outputs are cloned out of it so that callers can use them
+    # in autograd graphs.
+    if torch.is_grad_enabled() and any(v is not None and v.requires_grad for v in (x1, x2, K, weights, K2)):
+        return _solve(x1, x2, K, weights, num_hypotheses, threshold_px, generator, refine, K2, min_parallax_px,
+                      confidence)
+    with torch.inference_mode():
+        est = _solve(x1, x2, K, weights, num_hypotheses, threshold_px, generator, refine, K2, min_parallax_px,
+                     confidence)
+    out = lambda v: None if v is None else v.clone()  # noqa: E731
+    return PoseEstimate(out(est.R), out(est.t), out(est.valid), out(est.inliers),
+                        info={key: out(value) for key, value in est.info.items()})
+
+
+def _solve(x1, x2, K, weights, num_hypotheses, threshold_px, generator, refine, K2, min_parallax_px, confidence):
+    """The 5-point path of :func:`solve_essential_ransac` (same arguments)."""
     _check_inputs(x1, x2, K, weights, K2)
     if num_hypotheses < 1 or threshold_px <= 0:
         raise ValueError(f"num_hypotheses must be >= 1 and threshold_px > 0, got {num_hypotheses}, {threshold_px}")
