@@ -157,6 +157,9 @@ def main() -> None:
                         help="regimes of table 2 (none: skip it)")
     parser.add_argument("--match-threshold", type=float, default=1.0, help="RANSAC threshold (px) of table 2")
     parser.add_argument("--seed", type=int, default=0, help="draws the pairs of table 2 and RANSAC's samples")
+    parser.add_argument("--ransac-seeds", type=int, default=5,
+                        help="table 2: also run ours with this many RANSAC seeds on the same pairs (spread of usable "
+                             "and flagged %%)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -219,12 +222,15 @@ def _regime_table(args) -> None:
               f"| {'usable':>6} | {'pure rot flagged':>16} | {'finite grad':>11} | {'ms/pair':>7} |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for regime in args.regimes:
-        _regime_rows(regime, args, keypoint_net)
+    notes = [_regime_rows(regime, args, keypoint_net) for regime in args.regimes]
+    print()
+    for note in notes:
+        print(note)
 
 
-def _regime_rows(regime: str, args, keypoint_net) -> None:
-    """Render and match one regime's pairs; one row per solver."""
+def _regime_rows(regime: str, args, keypoint_net) -> str:
+    """Render and match one regime's pairs; one row per solver. Returns a note: the spread of ours over RANSAC seeds
+    on the same pairs, and pair by pair against poselib on the translation direction."""
     suite, rotation_deg = REGIMES[regime]
     pairs = render_pairs(suite, args.pairs, seed=args.seed, pure_rotation_deg=rotation_deg)
     x1, x2, weights = (v.double() for v in match_pairs(keypoint_net, pairs["image"], pairs["context"]))
@@ -234,6 +240,7 @@ def _regime_rows(regime: str, args, keypoint_net) -> None:
     threshold = args.match_threshold
 
     common = torch.ones(len(K), dtype=torch.bool)  # pairs where ours gives a translation (set by the first row)
+    tdirs = {}
 
     def report(name, R, t, flagged, seconds, finite="–"):
         rot = rotation_error_deg(R.double(), T[:, :3, :3])
@@ -246,6 +253,7 @@ def _regime_rows(regime: str, args, keypoint_net) -> None:
         # where the true translation is zero.
         counted = has_t & common & (T[:, :3, 3].norm(dim=-1) > 0)
         tdir_median = f"{float(tdir[counted].median()):.3f}" if bool(counted.any()) else "–"
+        tdirs[name] = (tdir, counted)
         flag = f"{100 * float(flagged.float().mean()):.0f} %" if flagged is not None else "–"
         print(f"| {regime:<8} | {name:<31} | {matches:>7} | {float(rot.median()):>13.3f} | {tdir_median:>15} "
               f"| {100 * float(usable.float().mean()):>4.0f} % | {flag:>16} | {finite:>11} "
@@ -270,6 +278,26 @@ def _regime_rows(regime: str, args, keypoint_net) -> None:
     seconds, (R, t) = _timed(lambda: _poselib_essential(x1, x2, K, weights, threshold, size),
                              args.repeats)
     report("poselib estimate_relative_pose", R, t, None, seconds)
+    # The same pairs with other RANSAC seeds: how much of a percentage is the draw of the minimal sets.
+    usable, flagged = [], []
+    for ransac_seed in range(args.ransac_seeds):
+        est = solve_essential_ransac(x1, x2, K, weights, threshold_px=threshold,
+                                     generator=torch.Generator().manual_seed(ransac_seed))
+        rot = rotation_error_deg(est.R.double(), T[:, :3, :3])
+        tdir = translation_direction_error_deg(est.t.double(), T[:, :3, 3])
+        ok = (rot < USABLE_ROTATION_DEG) & (tdir < USABLE_TRANSLATION_DEG) & (est.t.norm(dim=-1) > 0)
+        usable.append(100 * float(ok.float().mean()))
+        flagged.append(100 * float(est.info["pure_rotation"].float().mean()))
+    note = (f"{regime}: solve_essential_ransac with RANSAC seeds 0-{args.ransac_seeds - 1} on the same pairs: usable "
+            f"{min(usable):.0f}-{max(usable):.0f} % (mean {statistics.mean(usable):.1f}), pure rot flagged "
+            f"{min(flagged):.0f}-{max(flagged):.0f} % (mean {statistics.mean(flagged):.1f})")
+    ours, counted = tdirs["solve_essential_ransac"]
+    theirs, _ = tdirs["poselib estimate_relative_pose"]
+    if bool(counted.any()):
+        better = int((ours[counted] < theirs[counted]).sum())
+        note += (f"; t dir pair by pair against poselib on the {int(counted.sum())} pairs: ours closer on {better}, "
+                 f"poselib on {int(counted.sum()) - better}")
+    return note
 
 
 if __name__ == "__main__":
