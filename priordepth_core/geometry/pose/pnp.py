@@ -28,7 +28,7 @@ import torch
 from ..se3 import nearest_rotation, so3_exp
 from ..validation import check_shape
 from .procrustes import COLLINEAR_RATIO
-from .ransac import gather_sets, msac_score, required_hypotheses, sample_minimal_sets, select_best
+from .ransac import gather_sets, msac_score, ranking_subset, run_ransac, select_best
 from .result import PoseEstimate
 
 # A weighted point set whose smallest centred eigenvalue is below this fraction of the largest is planar: four
@@ -42,6 +42,8 @@ SAMPLE_SIZE = 6
 # At batch 64 x 256 hypotheses x 500 points the full scoring was ~40 % of the robust solve's time.
 RANKING_POINTS = 128
 RANKING_CANDIDATES = 4
+# Hypotheses are only ranked (the refits are float64): float32 halves the scoring's cost.
+SCORE_DTYPE = torch.float32
 # Hypotheses are drawn in rounds of this many until one all-inlier minimal set has been drawn with this confidence
 # (estimated from the best candidate's inlier ratio) or num_hypotheses is reached.
 HYPOTHESES_PER_ROUND = 64
@@ -529,6 +531,109 @@ def _hypothesis_residuals_sq(R, t, X, x2, K):
     return torch.where(front, du * du + dv * dv, torch.full_like(z, float("inf")))
 
 
+class _PnPHypotheses:
+    """6-point PnP for :func:`.ransac.run_ransac`: the linear pose of each minimal set plus one Gauss-Newton step on
+    its points, scored by the squared reprojection errors of the ranking points in ``SCORE_DTYPE``."""
+
+    def __init__(self, X, x, K, w, subset, single_draw):
+        self.sample_size = min(SAMPLE_SIZE, X.shape[1])
+        self.X, self.x, self.K, self.w = X, x, K, w
+        # Scoring only ranks hypotheses (the refits are float64); a single draw of all points is the answer itself.
+        self.dtype = X.dtype if single_draw else SCORE_DTYPE
+        X_rank, x_rank, self.K_rank = X.to(SCORE_DTYPE), x.to(SCORE_DTYPE), K.to(SCORE_DTYPE)
+        if subset is not None:
+            X_rank = torch.gather(X_rank, 1, subset[..., None].expand(-1, -1, 3))
+            x_rank = torch.gather(x_rank, 1, subset[..., None].expand(-1, -1, 2))
+        self.X_rank, self.x_rank = X_rank, x_rank
+
+    def hypotheses(self, rows, index):
+        A = len(rows)
+        if index is None:
+            return (torch.eye(3, dtype=self.X.dtype, device=self.X.device).expand(A, 1, 3, 3),
+                    self.X.new_zeros(A, 1, 3)), None
+        count, k, dtype = index.shape[1], self.sample_size, self.dtype
+        Xs = gather_sets(self.X[rows].to(dtype), index).reshape(A * count, k, 3)
+        xs = gather_sets(self.x[rows].to(dtype), index).reshape(A * count, k, 2)
+        ws = gather_sets(self.w[rows], index).reshape(A * count, k).gt(0).to(dtype)
+        Ks = self.K[rows].to(dtype).unsqueeze(1).expand(A, count, 3, 3).reshape(A * count, 3, 3)
+        R_h, t_h, _, spread_h = _linear_pose(Xs, xs, Ks, ws, exact=False)
+        min_depth = (MIN_DEPTH_RATIO * spread_h).unsqueeze(-1)
+        R_h, t_h, _ = _levenberg_marquardt(R_h, t_h, Xs, xs, Ks, ws, 1, min_depth, None, 1.0)
+        return (R_h.reshape(A, count, 3, 3).double(), t_h.reshape(A, count, 3).double()), None
+
+    def residuals_sq(self, models, rows):
+        R, t = models
+        return _hypothesis_residuals_sq(R.to(SCORE_DTYPE), t.to(SCORE_DTYPE), self.X_rank[rows], self.x_rank[rows],
+                                        self.K_rank[rows])
+
+
+def _local_optimisation(candidates, X, x, K, w, threshold_px, iterations, rounds):
+    """The candidates scored on all points; the best refitted on its inliers ``rounds`` times (least squares,
+    inliers re-selected, kept only where the MSAC cost does not rise).
+
+    Returns:
+        R (B, 3, 3), t (B, 3), inliers (B, N), MSAC cost (B,) and the winner's draw id (B,).
+    """
+    usable = w > 0
+    R_c, t_c = candidates.models
+    residuals = _hypothesis_residuals_sq(R_c.to(SCORE_DTYPE), t_c.to(SCORE_DTYPE), X.to(SCORE_DTYPE),
+                                         x.to(SCORE_DTYPE), K.to(SCORE_DTYPE))
+    cost, inliers = msac_score(residuals, threshold_px, usable)
+    best, best_inliers, R_best, t_best, best_id = select_best(cost, inliers, R_c, t_c, candidates.ids)
+    best_cost = cost.gather(1, best[:, None]).squeeze(1)
+    for _ in range(rounds):
+        R_lo, t_lo, _, _ = _solve_detached(X, x, K, w * best_inliers, iterations, (R_best, t_best), None, 1.0,
+                                           linear_init=False)
+        cost_lo, inl_lo = msac_score(_hypothesis_residuals_sq(R_lo[:, None], t_lo[:, None], X, x, K), threshold_px,
+                                     usable)
+        better = cost_lo[:, 0] <= best_cost
+        R_best = torch.where(better[:, None, None], R_lo, R_best)
+        t_best = torch.where(better[:, None], t_lo, t_best)
+        best_inliers = torch.where(better[:, None], inl_lo[:, 0], best_inliers)
+        best_cost = torch.where(better, cost_lo[:, 0], best_cost)
+    return R_best, t_best, best_inliers, best_cost, best_id
+
+
+@torch.no_grad()
+def _robust_search(X, x, K, w, num_hypotheses, threshold_px, generator, init, iterations, local_optimisations):
+    """Batched MSAC (:func:`.ransac.run_ransac` over :class:`_PnPHypotheses`, ``init`` as a seed) and local
+    optimisation, on detached inputs.
+
+    Returns:
+        R (B, 3, 3), t (B, 3), inliers (B, N), MSAC cost (B,), from_init (B,) and hypotheses drawn (B,).
+    """
+    N = w.shape[1]
+    usable = w > 0
+    single_draw = N <= min(SAMPLE_SIZE, N)
+    subset = ranking_subset(w, RANKING_POINTS, generator)
+    model = _PnPHypotheses(X, x, K, w, subset, single_draw)
+    usable_rank = usable if subset is None else torch.gather(usable, 1, subset)
+    seeds = None if init is None else tuple(torch.nan_to_num(v.detach().double()).unsqueeze(1) for v in init)
+    result = run_ransac(model, w, usable_rank, num_hypotheses=1 if single_draw else num_hypotheses,
+                        per_round=HYPOTHESES_PER_ROUND, candidates=RANKING_CANDIDATES, threshold=threshold_px,
+                        confidence=RANSAC_CONFIDENCE, seeds=seeds, generator=generator,
+                        local_optimise=lambda c: _local_optimisation(c, X, x, K, w, threshold_px, iterations,
+                                                                    local_optimisations))
+    R, t, inliers, cost, best_id = result.local
+    return R, t, inliers, cost, best_id == -1, result.drawn
+
+
+def _unrefined(X, R, t, w, inliers, K_ok, dtype):
+    """The locally optimised pose without the final differentiable fit (sanitised, detached inputs): its validity
+    and planarity; R = I, t = 0 where invalid."""
+    num_inliers = inliers.sum(-1)
+    _, _, evals, _ = _point_frame(X, w * inliers)
+    planar = evals[:, 0] <= PLANAR_RATIO * evals[:, 2]
+    enough = (num_inliers >= MIN_POINTS_GENERAL) | ((num_inliers >= MIN_POINTS_PLANAR) & planar)
+    not_collinear = evals[:, 1] > COLLINEAR_RATIO * evals[:, 2].clamp_min(1e-300)
+    finite = torch.isfinite(R).flatten(1).all(-1) & torch.isfinite(t).all(-1)
+    valid = enough & not_collinear & K_ok & finite
+    eye = torch.eye(3, dtype=R.dtype, device=R.device).expand_as(R)
+    R_out = torch.where(valid[:, None, None], R, eye).to(dtype)
+    t_out = torch.where(valid[:, None], t, torch.zeros_like(t)).to(dtype)
+    return R_out, t_out, valid, planar
+
+
 def solve_pnp_ransac(points3d: torch.Tensor, x2: torch.Tensor, K: torch.Tensor, weights: torch.Tensor | None = None,
                      num_hypotheses: int = 256, threshold_px: float = 2.0, generator: torch.Generator | None = None,
                      refine: bool = True, init: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -580,117 +685,23 @@ def solve_pnp_ransac(points3d: torch.Tensor, x2: torch.Tensor, K: torch.Tensor, 
     """
     _check_inputs(points3d, x2, K, weights, init, None)
     X, x, Kd, w, K_ok = _sanitise(points3d, x2, K, weights)
-    B, N = w.shape
-    device = X.device
-    # Scoring only ranks hypotheses and picks inliers (the refits are float64): float32 halves its cost.
-    score_dtype = torch.float32
-
-    with torch.no_grad():
-        Xd, xd, Kdd, wd = X.detach(), x.detach(), Kd.detach(), w.detach()
-        usable_point = wd > 0
-        k = min(SAMPLE_SIZE, N)
-        H = num_hypotheses if N > k else 1
-        X_score, x_score, K_score = Xd.to(score_dtype), xd.to(score_dtype), Kdd.to(score_dtype)
-        if N > RANKING_POINTS:
-            # Preemptive ranking: hypotheses are scored on a weighted subset of the points (the bulk of the cost,
-            # B x H x subset), only the best few candidates on all of them.
-            subset = sample_minimal_sets(wd, 1, RANKING_POINTS, generator=generator)[:, 0]  # (B, M)
-            X_rank = torch.gather(X_score, 1, subset[..., None].expand(-1, -1, 3))
-            x_rank = torch.gather(x_score, 1, subset[..., None].expand(-1, -1, 2))
-            usable_rank = torch.gather(usable_point, 1, subset)
-        else:
-            X_rank, x_rank, usable_rank = X_score, x_score, usable_point
-        rows = torch.arange(B, device=device)[:, None]
-
-        def hypotheses(count: int) -> tuple[torch.Tensor, torch.Tensor]:
-            """(B, count) minimal-set poses; float32 unless the whole set is minimal (then it is the answer)."""
-            if k == 0:
-                return (torch.eye(3, dtype=X.dtype, device=device).expand(B, 1, 3, 3), X.new_zeros(B, 1, 3))
-            index = sample_minimal_sets(wd, count, k, generator=generator)  # (B, count, k)
-            dtype = score_dtype if H > 1 else Xd.dtype
-            Xs = gather_sets(Xd.to(dtype), index).reshape(B * count, k, 3)
-            xs = gather_sets(xd.to(dtype), index).reshape(B * count, k, 2)
-            ws = gather_sets(wd, index).reshape(B * count, k).gt(0).to(dtype)
-            Ks = Kdd.to(dtype).unsqueeze(1).expand(B, count, 3, 3).reshape(B * count, 3, 3)
-            R_h, t_h, _, spread_h = _linear_pose(Xs, xs, Ks, ws, exact=False)
-            min_depth = (MIN_DEPTH_RATIO * spread_h).unsqueeze(-1)
-            R_h, t_h, _ = _levenberg_marquardt(R_h, t_h, Xs, xs, Ks, ws, 1, min_depth, None, 1.0)
-            return R_h.reshape(B, count, 3, 3).double(), t_h.reshape(B, count, 3).double()
-
-        # Hypotheses come in rounds until RANSAC's stopping rule is met for every batch entry (from the inlier
-        # ratio of its best candidate) or num_hypotheses are drawn; the candidates carry over between rounds.
-        R_c = t_c = cost_c = index_c = None
-        from_init_index = -1
-        drawn = 0
-        while drawn < H:
-            count = min(HYPOTHESES_PER_ROUND, H - drawn)
-            R_h, t_h = hypotheses(count)
-            index_h = torch.arange(drawn, drawn + R_h.shape[1], device=device).expand(B, -1)
-            if drawn == 0 and init is not None:
-                from_init_index = H  # an index no drawn hypothesis has
-                R_h = torch.cat([R_h, torch.nan_to_num(init[0].detach().double()).unsqueeze(1)], dim=1)
-                t_h = torch.cat([t_h, torch.nan_to_num(init[1].detach().double()).unsqueeze(1)], dim=1)
-                index_h = torch.cat([index_h, index_h.new_full((B, 1), from_init_index)], dim=1)
-            drawn += count
-            residuals = _hypothesis_residuals_sq(R_h.to(score_dtype), t_h.to(score_dtype), X_rank, x_rank, K_score)
-            cost_h = msac_score(residuals, threshold_px, usable_rank)[0]
-            if R_c is not None:
-                R_h, t_h = torch.cat([R_c, R_h], 1), torch.cat([t_c, t_h], 1)
-                cost_h, index_h = torch.cat([cost_c, cost_h], 1), torch.cat([index_c, index_h], 1)
-            top = cost_h.topk(min(RANKING_CANDIDATES, cost_h.shape[1]), dim=1, largest=False).indices  # (B, c)
-            R_c, t_c, cost_c, index_c = R_h[rows, top], t_h[rows, top], cost_h[rows, top], index_h[rows, top]
-            # Inlier ratio of the best candidate on the ranking points, from its MSAC cost's inlier count.
-            best_residuals = _hypothesis_residuals_sq(R_c[:, :1].to(score_dtype), t_c[:, :1].to(score_dtype),
-                                                      X_rank, x_rank, K_score)
-            ratio = msac_score(best_residuals, threshold_px, usable_rank)[1][:, 0].sum(-1) / usable_rank.sum(
-                -1).clamp_min(1)
-            if bool((required_hypotheses(ratio, k, RANSAC_CONFIDENCE) <= drawn).all()):
-                break
-
-        residuals = _hypothesis_residuals_sq(R_c.to(score_dtype), t_c.to(score_dtype), X_score, x_score, K_score)
-        cost, inliers = msac_score(residuals, threshold_px, usable_point)
-        best, best_inliers, R_best, t_best, best_index = select_best(cost, inliers, R_c, t_c, index_c)
-        best_cost = cost.gather(1, best[:, None]).squeeze(1)
-        from_init = best_index == from_init_index
-        info_drawn = torch.full((B,), drawn, dtype=torch.int64, device=device)
-
-        # Local optimisation: least squares on the inliers, inliers re-selected, kept only where MSAC improves.
-        for _ in range(local_optimisations):
-            R_lo, t_lo, _, _ = _solve_detached(Xd, xd, Kdd, wd * best_inliers, iterations, (R_best, t_best),
-                                               None, 1.0, linear_init=False)
-            res_lo = _hypothesis_residuals_sq(R_lo[:, None], t_lo[:, None], Xd, xd, Kdd)
-            cost_lo, inl_lo = msac_score(res_lo, threshold_px, usable_point)
-            better = cost_lo[:, 0] <= best_cost
-            R_best = torch.where(better[:, None, None], R_lo, R_best)
-            t_best = torch.where(better[:, None], t_lo, t_best)
-            best_inliers = torch.where(better[:, None], inl_lo[:, 0], best_inliers)
-            best_cost = torch.where(better, cost_lo[:, 0], best_cost)
-
-    num_inliers = best_inliers.sum(-1)
+    R, t, inliers, cost, from_init, drawn = _robust_search(X.detach(), x.detach(), Kd.detach(), w.detach(),
+                                                           num_hypotheses, threshold_px, generator, init, iterations,
+                                                           local_optimisations)
+    num_inliers = inliers.sum(-1)
     info = {
-        "num_hypotheses": info_drawn,
+        "num_hypotheses": drawn,
         "num_inliers": num_inliers,
-        "inlier_ratio": (num_inliers / usable_point.sum(-1).clamp_min(1)).to(points3d.dtype),
-        "msac_cost": best_cost.to(points3d.dtype),
+        "inlier_ratio": (num_inliers / (w > 0).sum(-1).clamp_min(1)).to(points3d.dtype),
+        "msac_cost": cost.to(points3d.dtype),
         "from_init": from_init,
     }
     if refine:
-        w_final = w * best_inliers
-        R_best, t_best, evals, spread = _solve_detached(X, x, Kd, w_final, iterations, (R_best, t_best), None, 1.0,
-                                               linear_init=False)
-        est = _finish(points3d, X, x, Kd, w_final, K_ok, R_best, t_best, evals, spread, None, 1.0)
+        w_final = w * inliers
+        R, t, evals, spread = _solve_detached(X, x, Kd, w_final, iterations, (R, t), None, 1.0, linear_init=False)
+        est = _finish(points3d, X, x, Kd, w_final, K_ok, R, t, evals, spread, None, 1.0)
         info.update(est.info)
-        return PoseEstimate(est.R, est.t, est.valid, best_inliers, info)
-
-    w_final = wd * best_inliers
-    mu, spread, evals, _ = _point_frame(Xd, w_final)
-    planar = evals[:, 0] <= PLANAR_RATIO * evals[:, 2]
-    enough = (num_inliers >= MIN_POINTS_GENERAL) | ((num_inliers >= MIN_POINTS_PLANAR) & planar)
-    not_collinear = evals[:, 1] > COLLINEAR_RATIO * evals[:, 2].clamp_min(1e-300)
-    finite = torch.isfinite(R_best).flatten(1).all(-1) & torch.isfinite(t_best).all(-1)
-    valid = enough & not_collinear & K_ok & finite
-    eye = torch.eye(3, dtype=R_best.dtype, device=device).expand_as(R_best)
-    R_out = torch.where(valid[:, None, None], R_best, eye).to(points3d.dtype)
-    t_out = torch.where(valid[:, None], t_best, torch.zeros_like(t_best)).to(points3d.dtype)
-    info["planar"] = planar
-    return PoseEstimate(R_out, t_out, valid, best_inliers, info)
+        return PoseEstimate(est.R, est.t, est.valid, inliers, info)
+    R_out, t_out, valid, info["planar"] = _unrefined(X.detach(), R, t, w.detach(), inliers, K_ok,
+                                                    points3d.dtype)
+    return PoseEstimate(R_out, t_out, valid, inliers, info)

@@ -8,6 +8,9 @@ counting inliers at equal speed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
@@ -142,3 +145,137 @@ def required_hypotheses(inlier_ratio: torch.Tensor, sample_size: int, confidence
     p_good = inlier_ratio.double().clamp(0.0, 1.0) ** sample_size
     miss = torch.log1p(-p_good.clamp(max=1.0 - 1e-12))
     return torch.where(p_good > 0, math.log(1.0 - confidence) / miss, torch.full_like(p_good, float("inf")))
+
+
+def ranking_subset(weights: torch.Tensor, num_points: int, generator: torch.Generator | None = None
+                   ) -> torch.Tensor | None:
+    """(B, M) indices of a weighted subset of ``num_points`` points to rank hypotheses on, or None when N is smaller.
+
+    Preemptive ranking: hypotheses are scored on this subset (the bulk of the cost, B x H x subset) and only the
+    best few candidates on all points.
+    """
+    if weights.shape[1] <= num_points:
+        return None
+    return sample_minimal_sets(weights, 1, num_points, generator)[:, 0]
+
+
+class HypothesisModel(Protocol):
+    """What a solver plugs into :func:`run_ransac`.
+
+    ``rows`` (A,) are the batch entries still drawing; models are tuples of tensors shaped (A, H, ...).
+    """
+
+    sample_size: int
+
+    def hypotheses(self, rows: torch.Tensor, index: torch.Tensor | None
+                   ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
+        """Minimal sets (A, count, k) (None when k = 0) -> models (A, H, ...) (several per set allowed) and a
+        validity mask (A, H) or None (all valid)."""
+        ...
+
+    def residuals_sq(self, models: tuple[torch.Tensor, ...], rows: torch.Tensor) -> torch.Tensor:
+        """(A, H, M) squared residuals of the ranking points (those ``usable`` marks) under each model."""
+        ...
+
+
+@dataclass
+class RansacResult:
+    """The candidates of :func:`run_ransac`, best first.
+
+    models: tuple of (B, c, ...) tensors; cost: (B, c) MSAC cost on the ranking points (float64, inf = none);
+    ids: (B, c) int64 draw number of each candidate (-1: a seed or an initial candidate); drawn: (B,) hypotheses
+    drawn per problem; rounds: hypothesis rounds run; local: what the local optimisation hook returned (or None).
+    """
+
+    models: tuple[torch.Tensor, ...]
+    cost: torch.Tensor
+    ids: torch.Tensor
+    drawn: torch.Tensor
+    rounds: int
+    local: Any = None
+
+
+def run_ransac(model: HypothesisModel, weights: torch.Tensor, usable: torch.Tensor, *, num_hypotheses: int,
+               per_round: int, candidates: int, threshold: float, confidence: float,
+               stopping_threshold: float | None = None, per_problem_stop: bool = False,
+               seeds: tuple[torch.Tensor, ...] | None = None,
+               initial: tuple[tuple[torch.Tensor, ...], torch.Tensor] | None = None,
+               local_optimise: Callable[[RansacResult], Any] | None = None,
+               generator: torch.Generator | None = None) -> RansacResult:
+    """One batched hypothesise-and-verify loop, shared by the robust solvers.
+
+    Rounds of ``per_round`` minimal sets (drawn by ``weights``) are turned into models by ``model.hypotheses``,
+    scored by the MSAC cost of ``model.residuals_sq`` and merged with the carried ``candidates`` best so far, until
+    RANSAC's stopping rule holds (one all-inlier set with ``confidence``, from the inlier ratio of the best
+    candidate at ``stopping_threshold``) or ``num_hypotheses`` are drawn. With ``per_problem_stop`` finished
+    problems drop out of later rounds; otherwise rounds continue until every problem is done. Then
+    ``local_optimise`` (if given) runs on the result.
+
+    Args:
+        model: the solver's :class:`HypothesisModel`.
+        weights: (B, N) sampling weights.
+        usable: (B, M) bool, the ranking points that take part in scoring.
+        num_hypotheses: the most minimal sets drawn per problem.
+        per_round: minimal sets per round.
+        candidates: best hypotheses carried between rounds and returned.
+        threshold: MSAC threshold of the ranking cost.
+        confidence: the stopping rule's confidence.
+        stopping_threshold: inlier threshold of the stopping rule's ratio; ``threshold`` when None.
+        per_problem_stop: let finished problems drop out.
+        seeds: models (B, S, ...) scored with the first round (e.g. a prior pose); their ids are -1.
+        initial: candidates (models (B, c, ...), cost (B, c)) to start from; their ids are -1.
+        local_optimise: called with the result, its return value stored as ``result.local``.
+        generator: RNG for the minimal sets.
+    """
+    B = weights.shape[0]
+    device = weights.device
+    k = model.sample_size
+    stop_th = threshold if stopping_threshold is None else stopping_threshold
+    if initial is not None:
+        cand, cand_cost = initial
+        cand_ids = torch.full(cand_cost.shape, -1, dtype=torch.long, device=device)
+    else:
+        cand = cand_cost = cand_ids = None
+    drawn = torch.zeros(B, dtype=torch.long, device=device)
+    active = torch.ones(B, dtype=torch.bool, device=device)
+    rounds = 0
+    while bool(active.any()):
+        rows = active.nonzero()[:, 0]
+        count = min(per_round, num_hypotheses - int(drawn[rows].max()))
+        index = sample_minimal_sets(weights[rows], count, k, generator) if k > 0 else None
+        models, ok = model.hypotheses(rows, index)
+        ids = (drawn[rows, None] + torch.arange(models[0].shape[1], device=device)).expand(len(rows), -1)
+        if rounds == 0 and seeds is not None:
+            models = tuple(torch.cat([m, s[rows]], dim=1) for m, s in zip(models, seeds))
+            ids = torch.cat([ids, ids.new_full((len(rows), seeds[0].shape[1]), -1)], dim=1)
+            if ok is not None:
+                ok = torch.cat([ok, ok.new_ones(len(rows), seeds[0].shape[1])], dim=1)
+        cost = msac_score(model.residuals_sq(models, rows), threshold, usable[rows])[0].double()
+        if ok is not None:
+            cost = torch.where(ok, cost, torch.full_like(cost, float("inf")))
+        if cand is not None:
+            models = tuple(torch.cat([c[rows], m], dim=1) for c, m in zip(cand, models))
+            cost, ids = torch.cat([cand_cost[rows], cost], dim=1), torch.cat([cand_ids[rows], ids], dim=1)
+        top = cost.topk(min(candidates, cost.shape[1]), dim=1, largest=False).indices  # (A, c), best first
+        pick = torch.arange(len(rows), device=device)[:, None], top
+        if cand is None:  # the first round draws for every problem
+            cand, cand_cost, cand_ids = tuple(m[pick] for m in models), cost[pick], ids[pick]
+        else:
+            for c, m in zip(cand, models):
+                c[rows] = m[pick]
+            cand_cost[rows], cand_ids[rows] = cost[pick], ids[pick]
+        drawn[rows] += count
+        rounds += 1
+        best_residuals = model.residuals_sq(tuple(c[rows, :1] for c in cand), rows)
+        inliers = msac_score(best_residuals, stop_th, usable[rows])[1][:, 0]
+        ratio = inliers.sum(-1) / usable[rows].sum(-1).clamp_min(1)
+        needed = required_hypotheses(ratio, k, confidence)
+        done = (needed <= drawn[rows].to(needed.dtype)) | (drawn[rows] >= num_hypotheses)
+        if per_problem_stop:
+            active[rows[done]] = False
+        elif bool(done.all()):
+            break
+    result = RansacResult(cand, cand_cost, cand_ids, drawn, rounds)
+    if local_optimise is not None:
+        result.local = local_optimise(result)
+    return result
