@@ -48,7 +48,7 @@ from .essential_refinement import refine_pose, refine_pose_differentiable, samps
 from .five_point import solve_five_point
 from .model_selection import ESSENTIAL, HOMOGRAPHY, ROTATION, decompose_homography, select_model
 from .procrustes import solve_procrustes
-from .ransac import gather_sets, msac_score, required_hypotheses, sample_minimal_sets
+from .ransac import gather_sets, msac_score, ranking_subset, run_ransac
 from .result import PoseEstimate
 from .triangulation import triangulate_bearings, weighted_median
 
@@ -193,59 +193,59 @@ def _planar_twin(H, R, t, x1h, x2h, b1, b2, K1_inv, K2_inv, w, usable, threshold
     return R_best, t_best, inliers_best, best > 0
 
 
-def _hypothesis_search(n1, n2, x1h, x2h, K1_inv, K2_inv, w, usable, num_hypotheses, threshold_px, confidence,
-                       generator):
-    """Rounds of 5-point hypotheses until each problem's stopping rule holds.
+class _FivePointHypotheses:
+    """5-point essential matrices for :func:`.ransac.run_ransac` (up to 10 per minimal set, validity-masked), scored
+    by squared Sampson distances of the ranking points in ``RANKING_DTYPE``."""
 
-    Returns:
-        E (B, LO_CANDIDATES, 3, 3) the best hypotheses by subset MSAC cost (zeros where fewer exist), their costs
-        (B, LO_CANDIDATES) and the number of hypotheses drawn per problem (B,).
-    """
-    B, N = w.shape
-    k = LO_CANDIDATES
-    if N > RANKING_POINTS:
-        subset = sample_minimal_sets(w, 1, RANKING_POINTS, generator)[:, 0]  # (B, M)
-        pick = lambda v: torch.gather(v, 1, subset.unsqueeze(-1).expand(-1, -1, v.shape[-1]))  # noqa: E731
-        x1r, x2r, usable_r = pick(x1h), pick(x2h), torch.gather(usable, 1, subset)
-    else:
-        x1r, x2r, usable_r = x1h, x2h, usable
-    # Hypotheses are only ranked here (the winners are refined in float64), so they are scored in RANKING_DTYPE.
-    x1r = x1r.transpose(1, 2).to(RANKING_DTYPE).contiguous()
-    x2r = x2r.transpose(1, 2).to(RANKING_DTYPE).contiguous()
-    E_best = torch.zeros(B, k, 3, 3, dtype=n1.dtype, device=n1.device)
-    cost_best = torch.full((B, k), float("inf"), dtype=n1.dtype, device=n1.device)
-    drawn = torch.zeros(B, dtype=torch.long, device=n1.device)
-    active = torch.ones(B, dtype=torch.bool, device=n1.device)
-    while bool(active.any()):
-        rows = active.nonzero()[:, 0]
-        count = min(HYPOTHESES_PER_ROUND, num_hypotheses - int(drawn[rows].max()))
-        index = sample_minimal_sets(w[rows], count, SAMPLE_SIZE, generator)  # (A, count, 5)
-        E, ok = solve_five_point(gather_sets(n1[rows], index), gather_sets(n2[rows], index))  # (A, count, 10, ...)
+    sample_size = SAMPLE_SIZE
+
+    def __init__(self, n1, n2, x1r, x2r, K1_inv, K2_inv):
+        self.n1, self.n2, self.K1_inv, self.K2_inv = n1, n2, K1_inv, K2_inv
+        # Hypotheses are only ranked here (the winners are refined in float64), so they are scored in RANKING_DTYPE.
+        self.x1r = x1r.transpose(1, 2).to(RANKING_DTYPE).contiguous()
+        self.x2r = x2r.transpose(1, 2).to(RANKING_DTYPE).contiguous()
+
+    def hypotheses(self, rows, index):
+        E, ok = solve_five_point(gather_sets(self.n1[rows], index), gather_sets(self.n2[rows], index))
         E, ok = E.flatten(1, 2), ok.flatten(1, 2)  # (A, count * 10, 3, 3)
         # Only the slots that hold a real root are scored (typically 3-4 of the 10 per minimal set): the problems'
         # real roots first, as many columns as the problem with the most (measured at B = 64: 320 -> ~130 columns).
         keep = max(int(ok.sum(1).max()), 1)
         order = ok.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :keep]
-        E, ok = torch.gather(E, 1, order[..., None, None].expand(-1, -1, 3, 3)), torch.gather(ok, 1, order)
-        F = _fundamental(E, K1_inv[rows], K2_inv[rows]).to(RANKING_DTYPE)
-        cost = msac_score(_sampson_sq_scores(F, x1r[rows], x2r[rows]), threshold_px, usable_r[rows])[0].double()
-        cost = torch.where(ok, cost, torch.full_like(cost, float("inf")))
-        E_all = torch.cat([E_best[rows], E], dim=1)
-        cost_all = torch.cat([cost_best[rows], cost], dim=1)
-        top = cost_all.topk(k, dim=1, largest=False).indices
-        arange = torch.arange(len(rows), device=n1.device)[:, None]
-        E_best[rows], cost_best[rows] = E_all[arange, top], cost_all[arange, top]
-        drawn[rows] += count
-        # The stopping rule needs the inlier ratio of the model LO will make of the best hypothesis; a noisy minimal
-        # model's inliers at STOPPING_THRESHOLD_FACTOR x the threshold estimate it (see the constant).
-        F_top = _fundamental(E_best[rows, :1], K1_inv[rows], K2_inv[rows]).to(RANKING_DTYPE)
-        inliers = msac_score(_sampson_sq_scores(F_top, x1r[rows], x2r[rows]), STOPPING_THRESHOLD_FACTOR * threshold_px,
-                             usable_r[rows])[1]
-        ratio = inliers[:, 0].sum(-1) / usable_r[rows].sum(-1).clamp_min(1)
-        needed = required_hypotheses(ratio, SAMPLE_SIZE, confidence)
-        done = (needed <= drawn[rows].to(needed.dtype)) | (drawn[rows] >= num_hypotheses)
-        active[rows[done]] = False
-    return E_best, cost_best, drawn
+        return (torch.gather(E, 1, order[..., None, None].expand(-1, -1, 3, 3)),), torch.gather(ok, 1, order)
+
+    def residuals_sq(self, models, rows):
+        F = _fundamental(models[0], self.K1_inv[rows], self.K2_inv[rows]).to(RANKING_DTYPE)
+        return _sampson_sq_scores(F, self.x1r[rows], self.x2r[rows])
+
+
+def _hypothesis_search(n1, n2, x1h, x2h, K1_inv, K2_inv, w, usable, num_hypotheses, threshold_px, confidence,
+                       generator):
+    """Rounds of 5-point hypotheses (:func:`.ransac.run_ransac`) until each problem's stopping rule holds; finished
+    problems drop out.
+
+    The stopping rule needs the inlier ratio of the model LO will make of the best hypothesis; a noisy minimal
+    model's inliers at STOPPING_THRESHOLD_FACTOR x the threshold estimate it.
+
+    Returns:
+        E (B, LO_CANDIDATES, 3, 3) the best hypotheses by subset MSAC cost (zeros where fewer exist), their costs
+        (B, LO_CANDIDATES) and the number of hypotheses drawn per problem (B,).
+    """
+    B = w.shape[0]
+    subset = ranking_subset(w, RANKING_POINTS, generator)
+    if subset is None:
+        x1r, x2r, usable_r = x1h, x2h, usable
+    else:
+        pick = lambda v: torch.gather(v, 1, subset.unsqueeze(-1).expand(-1, -1, v.shape[-1]))  # noqa: E731
+        x1r, x2r, usable_r = pick(x1h), pick(x2h), torch.gather(usable, 1, subset)
+    initial = ((torch.zeros(B, LO_CANDIDATES, 3, 3, dtype=n1.dtype, device=n1.device),),
+               torch.full((B, LO_CANDIDATES), float("inf"), dtype=n1.dtype, device=n1.device))
+    result = run_ransac(_FivePointHypotheses(n1, n2, x1r, x2r, K1_inv, K2_inv), w, usable_r,
+                        num_hypotheses=num_hypotheses, per_round=HYPOTHESES_PER_ROUND, candidates=LO_CANDIDATES,
+                        threshold=threshold_px, confidence=confidence,
+                        stopping_threshold=STOPPING_THRESHOLD_FACTOR * threshold_px, per_problem_stop=True,
+                        initial=initial, generator=generator)
+    return result.models[0], result.cost, result.drawn
 
 
 def _local_optimisation(E, b1, b2, x1h, x2h, K1_inv, K2_inv, w, usable, threshold_px):
