@@ -48,7 +48,7 @@ from ..camera import invert_intrinsics, project_points
 from ..se3 import skew
 from ..validation import check_same_device_dtype, check_shape
 from .procrustes import solve_procrustes
-from .ransac import gather_sets, msac_score, required_hypotheses, sample_minimal_sets, select_best
+from .ransac import gather_sets, msac_score, ranking_subset, required_hypotheses, sample_minimal_sets, select_best
 from .result import PoseEstimate
 from .triangulation import triangulate_bearings, weighted_median
 
@@ -506,8 +506,8 @@ def solve_essential_ransac_8pt(x1: torch.Tensor, x2: torch.Tensor, K: torch.Tens
         if N >= SAMPLE_SIZE:
             # Preemptive ranking: every hypothesis is scored on a weighted subset of the points (the bulk of the
             # cost, B x H x subset), only the best few on all points below.
-            if N > RANKING_POINTS:
-                subset = sample_minimal_sets(w, 1, RANKING_POINTS, generator)[:, 0]  # (B, M)
+            subset = ranking_subset(w, RANKING_POINTS, generator)  # (B, M) or None
+            if subset is not None:
                 pick = lambda v: torch.gather(v, 1, subset.unsqueeze(-1).expand(-1, -1, v.shape[-1]))  # noqa: E731
                 x1r, x2r, usable_r = pick(x1h_lo), pick(x2h_lo), torch.gather(usable, 1, subset)
             else:

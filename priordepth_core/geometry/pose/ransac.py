@@ -3,6 +3,13 @@
 Every problem of the batch draws its hypotheses at once on the device: minimal sets are sampled by weight, vectorised
 over batch x hypotheses, and hypotheses are scored with the truncated quadratic MSAC cost, which ranks better than
 counting inliers at equal speed.
+
+:func:`run_ransac` is the one hypothesise-and-verify loop: a solver plugs in a :class:`HypothesisModel` (sample size,
+minimal sets -> models with a validity mask, squared residuals) and gets back the best candidates, the hypotheses
+drawn and whatever its local optimisation hook made of them. The PnP (:mod:`.pnp`) and 5-point
+(:mod:`.lo_ransac`) solvers run on it; the 8-point option (:func:`.essential.solve_essential_ransac_8pt`) keeps
+its own loop because it carries candidates by two costs at once (half the best at a loose threshold, half at the
+strict one), which a single-cost loop cannot express without a selection hook only it would use.
 """
 
 from __future__ import annotations
