@@ -40,6 +40,8 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,23 +175,75 @@ def ping_pong(frames: list[np.ndarray], count: int) -> np.ndarray:
     return frames[index if index < len(frames) else 2 * len(frames) - 2 - index]
 
 
-def run_node(configuration: str, seconds: float, rate: float, width: int, height: int, num_threads: int) -> dict:
-    import rclpy
-    from builtin_interfaces.msg import Time
-    from diagnostic_msgs.msg import DiagnosticArray
-    from nav_msgs.msg import Odometry
-    from nav_msgs.msg import Path as PathMessage
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-    from std_msgs.msg import Header
-    from tf2_msgs.msg import TFMessage
+def frame_stamp_ns(count: int, period: float) -> int:
+    """The stamp of frame ``count`` of the benchmark stream: 1 s + count * period."""
+    return 1_000_000_000 + count * round(period * 1e9)
 
-    from priordepth_ros import conversions as c
+
+@dataclass
+class StreamingClient:
+    """The node under test and a client node publishing camera frames to it (spun on a thread of its own)."""
+
+    node: subprocess.Popen
+    log: Path
+    client: object  # rclpy Node: subscribe to the node's outputs on it
+    image_publisher: object
+    info_publisher: object
+
+    def publish_frame(self, count: int, period: float, rgb: np.ndarray, K: np.ndarray) -> int:
+        """Frame ``count`` of the stream (CameraInfo, then the image), stamped ``1 s + count * period``; its stamp."""
+        from builtin_interfaces.msg import Time
+        from std_msgs.msg import Header
+
+        from priordepth_ros import conversions as c
+
+        t_ns = frame_stamp_ns(count, period)
+        header = Header(stamp=Time(sec=t_ns // 10**9, nanosec=t_ns % 10**9), frame_id="camera_optical")
+        self.info_publisher.publish(c.camera_info_message(K, rgb.shape[1], rgb.shape[0], header))
+        self.image_publisher.publish(c.rgb_to_image(rgb, header))
+        return t_ns
+
+
+@contextmanager
+def streaming_client(num_threads: int, name: str) -> Iterator[StreamingClient]:
+    """Start the node and a spinning client; on exit stop the node (SIGINT) and the client. Subscribe to outputs on
+    ``client`` before calling :func:`wait_for_node`."""
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image
 
     node, log, domain = start_node(num_threads)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
-    client = rclpy.create_node("node_benchmark", context=context)
+    client = rclpy.create_node(name, context=context)
+    image_publisher = client.create_publisher(Image, "/bench/image", qos_profile_sensor_data)
+    info_publisher = client.create_publisher(CameraInfo, "/bench/camera_info", qos_profile_sensor_data)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(client)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        yield StreamingClient(node, log, client, image_publisher, info_publisher)
+    finally:
+        if node.poll() is None:
+            node.send_signal(signal.SIGINT)
+            node.wait(timeout=30)
+        executor.shutdown()
+        spinner.join(timeout=10)
+        client.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def run_node(configuration: str, seconds: float, rate: float, width: int, height: int, num_threads: int) -> dict:
+    from diagnostic_msgs.msg import DiagnosticArray
+    from nav_msgs.msg import Odometry
+    from nav_msgs.msg import Path as PathMessage
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from tf2_msgs.msg import TFMessage
+
+    from priordepth_ros import conversions as c
+
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     sent: dict[int, float] = {}
     arrivals: list[tuple[int, float]] = []
@@ -200,50 +254,36 @@ def run_node(configuration: str, seconds: float, rate: float, width: int, height
         with lock:
             arrivals.append((c.stamp_to_nanoseconds(message.header.stamp), time.perf_counter()))
 
-    client.create_subscription(Image, "/priordepth/depth", on_depth, reliable)
-    client.create_subscription(Odometry, "/priordepth/odometry", lambda m: None, reliable)
-    client.create_subscription(DiagnosticArray, "/diagnostics",
-                               lambda m: diagnostics.append({kv.key: kv.value for kv in m.status[0].values}), reliable)
-    if configuration == "rviz":
-        for topic, kind in (("/priordepth/depth/colored", Image), ("/priordepth/matches", Image),
-                            ("/priordepth/keypoints", PointCloud2), ("/priordepth/path", PathMessage),
-                            ("/tf", TFMessage), ("/priordepth/depth/camera_info", CameraInfo)):
-            client.create_subscription(kind, topic, lambda m: None, reliable)
-    image_publisher = client.create_publisher(Image, "/bench/image", qos_profile_sensor_data)
-    info_publisher = client.create_publisher(CameraInfo, "/bench/camera_info", qos_profile_sensor_data)
-    executor = rclpy.executors.SingleThreadedExecutor(context=context)
-    executor.add_node(client)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    with streaming_client(num_threads, "node_benchmark") as stream:
+        node, client = stream.node, stream.client
+        client.create_subscription(Image, "/priordepth/depth", on_depth, reliable)
+        client.create_subscription(Odometry, "/priordepth/odometry", lambda m: None, reliable)
+        client.create_subscription(DiagnosticArray, "/diagnostics",
+                                   lambda m: diagnostics.append({kv.key: kv.value for kv in m.status[0].values}),
+                                   reliable)
+        if configuration == "rviz":
+            for topic, kind in (("/priordepth/depth/colored", Image), ("/priordepth/matches", Image),
+                                ("/priordepth/keypoints", PointCloud2), ("/priordepth/path", PathMessage),
+                                ("/tf", TFMessage), ("/priordepth/depth/camera_info", CameraInfo)):
+                client.create_subscription(kind, topic, lambda m: None, reliable)
+        wait_for_node(node, stream.log, stream.image_publisher)
 
-    wait_for_node(node, log, image_publisher)
-
-    frames = panning_frames(width, height, 90)
-    K = camera_matrix(width, height)
-    period = 1.0 / rate
-    start = time.perf_counter()
-    count = 0
-    memory = {}
-    while (now := time.perf_counter()) - start < seconds:
-        t_ns = 1_000_000_000 + count * round(period * 1e9)
-        header = Header(stamp=Time(sec=t_ns // 10**9, nanosec=t_ns % 10**9), frame_id="camera_optical")
-        rgb = ping_pong(frames, count)
-        info_publisher.publish(c.camera_info_message(K, width, height, header))
-        with lock:
-            sent[t_ns] = time.perf_counter()
-        image_publisher.publish(c.rgb_to_image(rgb, header))
-        count += 1
-        if "warm" not in memory and now - start > min(10.0, seconds / 3):
-            memory["warm"] = resident_mib(node.pid)
-        time.sleep(max(0.0, start + count * period - time.perf_counter()))
-    time.sleep(2.0)
-    memory["end"] = resident_mib(node.pid)
-    node.send_signal(signal.SIGINT)
-    node.wait(timeout=30)
-    executor.shutdown()
-    spinner.join(timeout=10)
-    client.destroy_node()
-    rclpy.shutdown(context=context)
+        frames = panning_frames(width, height, 90)
+        K = camera_matrix(width, height)
+        period = 1.0 / rate
+        start = time.perf_counter()
+        count = 0
+        memory = {}
+        while (now := time.perf_counter()) - start < seconds:
+            with lock:  # the send time is taken as the frame (CameraInfo, then the image) goes out
+                sent[frame_stamp_ns(count, period)] = time.perf_counter()
+            stream.publish_frame(count, period, ping_pong(frames, count), K)
+            count += 1
+            if "warm" not in memory and now - start > min(10.0, seconds / 3):
+                memory["warm"] = resident_mib(node.pid)
+            time.sleep(max(0.0, start + count * period - time.perf_counter()))
+        time.sleep(2.0)
+        memory["end"] = resident_mib(node.pid)
 
     with lock:
         latencies = [(sent[stamp], (arrival - sent[stamp]) * 1e3) for stamp, arrival in arrivals if stamp in sent]
@@ -295,19 +335,12 @@ class DepthCounts:
 
 def run_soak(seconds: float, rate: float, width: int, height: int, num_threads: int, sample_s: float) -> None:
     """Stream for ``seconds`` and print a table row every ``sample_s`` seconds (see the module docstring)."""
-    import rclpy
-    from builtin_interfaces.msg import Time
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-    from sensor_msgs.msg import CameraInfo, Image
-    from std_msgs.msg import Header
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
 
     from priordepth_ros import conversions as c
 
-    node, log, domain = start_node(num_threads)
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain)
-    client = rclpy.create_node("node_soak", context=context)
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     counts = DepthCounts()
     totals: dict[str, str] = {}
@@ -322,54 +355,40 @@ def run_soak(seconds: float, rate: float, width: int, height: int, num_threads: 
         with lock:
             totals.update({kv.key: kv.value for kv in message.status[0].values})
 
-    client.create_subscription(Image, "/priordepth/depth", on_depth, reliable)
-    client.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, reliable)
-    image_publisher = client.create_publisher(Image, "/bench/image", qos_profile_sensor_data)
-    info_publisher = client.create_publisher(CameraInfo, "/bench/camera_info", qos_profile_sensor_data)
-    executor = rclpy.executors.SingleThreadedExecutor(context=context)
-    executor.add_node(client)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    wait_for_node(node, log, image_publisher)
+    with streaming_client(num_threads, "node_soak") as stream:
+        node, log = stream.node, stream.log
+        stream.client.create_subscription(Image, "/priordepth/depth", on_depth, reliable)
+        stream.client.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, reliable)
+        wait_for_node(node, log, stream.image_publisher)
 
-    frames = panning_frames(width, height, 90)
-    K = camera_matrix(width, height)
-    print(f"soak: {width}x{height} rgb8 at {rate:g} Hz for {seconds:g} s, node pid {node.pid}, log {log}\n")
-    print("| time (s) | frames sent | received by the node | processed by the node | depth images received | "
-          "with NaN pixels | all NaN | +-inf or <= 0 unmarked | node RSS (MiB) |")
-    print("| --- " * 9 + "|", flush=True)
+        frames = panning_frames(width, height, 90)
+        K = camera_matrix(width, height)
+        print(f"soak: {width}x{height} rgb8 at {rate:g} Hz for {seconds:g} s, node pid {node.pid}, log {log}\n")
+        print("| time (s) | frames sent | received by the node | processed by the node | depth images received | "
+              "with NaN pixels | all NaN | +-inf or <= 0 unmarked | node RSS (MiB) |")
+        print("| --- " * 9 + "|", flush=True)
 
-    def row(elapsed: float, sent: int) -> None:
-        with lock:
-            d = counts
-            print(f"| {elapsed:.0f} | {sent} | {totals.get('frames received', '-')} | "
-                  f"{totals.get('frames processed', '-')} | {d.received} | {d.with_nan} | {d.all_nan} | "
-                  f"{d.unmarked_invalid} | {resident_mib(node.pid):.0f} |", flush=True)
+        def row(elapsed: float, sent: int) -> None:
+            with lock:
+                d = counts
+                print(f"| {elapsed:.0f} | {sent} | {totals.get('frames received', '-')} | "
+                      f"{totals.get('frames processed', '-')} | {d.received} | {d.with_nan} | {d.all_nan} | "
+                      f"{d.unmarked_invalid} | {resident_mib(node.pid):.0f} |", flush=True)
 
-    period = 1.0 / rate
-    start = time.perf_counter()
-    count = 0
-    next_sample = 0.0
-    while (now := time.perf_counter()) - start < seconds and node.poll() is None:
-        if now - start >= next_sample:
-            row(now - start, count)
-            next_sample += sample_s
-        t_ns = 1_000_000_000 + count * round(period * 1e9)
-        header = Header(stamp=Time(sec=t_ns // 10**9, nanosec=t_ns % 10**9), frame_id="camera_optical")
-        info_publisher.publish(c.camera_info_message(K, width, height, header))
-        image_publisher.publish(c.rgb_to_image(ping_pong(frames, count), header))
-        count += 1
-        time.sleep(max(0.0, start + count * period - time.perf_counter()))
-    time.sleep(2.0)  # the last frame's outputs and one more diagnostics report
-    alive = node.poll() is None
-    row(time.perf_counter() - start, count)
-    if alive:
-        node.send_signal(signal.SIGINT)
-        node.wait(timeout=30)
-    executor.shutdown()
-    spinner.join(timeout=10)
-    client.destroy_node()
-    rclpy.shutdown(context=context)
+        period = 1.0 / rate
+        start = time.perf_counter()
+        count = 0
+        next_sample = 0.0
+        while (now := time.perf_counter()) - start < seconds and node.poll() is None:
+            if now - start >= next_sample:
+                row(now - start, count)
+                next_sample += sample_s
+            stream.publish_frame(count, period, ping_pong(frames, count), K)
+            count += 1
+            time.sleep(max(0.0, start + count * period - time.perf_counter()))
+        time.sleep(2.0)  # the last frame's outputs and one more diagnostics report
+        alive = node.poll() is None
+        row(time.perf_counter() - start, count)
     print(f"\nnode {'exited with status ' + str(node.returncode) if alive else 'DIED during the run'}; "
           f"load average {os.getloadavg()[0]:.1f} after the run; node log: {log}")
 
