@@ -260,6 +260,14 @@ def _check_inputs(x1, x2, K, weights, K2):
         check_same_device_dtype(("x1", x1), ("weights", weights))
 
 
+def _check_robust_inputs(x1, x2, K, weights, K2, num_hypotheses: int, threshold_px: float) -> torch.Tensor:
+    """The checks both robust essential solvers make; the weights, all ones when omitted."""
+    _check_inputs(x1, x2, K, weights, K2)
+    if num_hypotheses < 1 or threshold_px <= 0:
+        raise ValueError(f"num_hypotheses must be >= 1 and threshold_px > 0, got {num_hypotheses}, {threshold_px}")
+    return torch.ones_like(x1[..., 0]) if weights is None else weights
+
+
 def _sanitise(x1, x2, K, weights, K2):
     """float64 copies with non-finite points given zero weight and unusable intrinsics replaced; gradients stay
     finite because ``torch.where`` (not arithmetic) removes the bad values."""
@@ -472,12 +480,8 @@ def solve_essential_ransac_8pt(x1: torch.Tensor, x2: torch.Tensor, K: torch.Tens
     Raises:
         ValueError: on wrong shapes or dtypes, or a non-positive ``num_hypotheses`` / ``threshold_px``.
     """
-    _check_inputs(x1, x2, K, weights, K2)
-    if num_hypotheses < 1 or threshold_px <= 0:
-        raise ValueError(f"num_hypotheses must be >= 1 and threshold_px > 0, got {num_hypotheses}, {threshold_px}")
+    weights = _check_robust_inputs(x1, x2, K, weights, K2, num_hypotheses, threshold_px)
     B, N = x1.shape[:2]
-    if weights is None:
-        weights = torch.ones_like(x1[..., 0])
     with torch.no_grad():
         x1d, x2d, K1d, K2d, w, K_ok = _sanitise(x1, x2, K, weights, K2)
         usable = w > 0

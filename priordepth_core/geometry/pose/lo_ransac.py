@@ -37,7 +37,7 @@ import torch
 from ..camera import invert_intrinsics
 from ..se3 import nearest_rotation
 from .essential import (
-    _check_inputs,
+    _check_robust_inputs,
     _fundamental,
     _homogeneous,
     _sanitise,
@@ -357,12 +357,8 @@ def solve_essential_ransac(x1: torch.Tensor, x2: torch.Tensor, K: torch.Tensor, 
 
 def _solve(x1, x2, K, weights, num_hypotheses, threshold_px, generator, refine, K2, min_parallax_px, confidence):
     """The 5-point path of :func:`solve_essential_ransac` (same arguments)."""
-    _check_inputs(x1, x2, K, weights, K2)
-    if num_hypotheses < 1 or threshold_px <= 0:
-        raise ValueError(f"num_hypotheses must be >= 1 and threshold_px > 0, got {num_hypotheses}, {threshold_px}")
+    weights = _check_robust_inputs(x1, x2, K, weights, K2, num_hypotheses, threshold_px)
     B, N = x1.shape[:2]
-    if weights is None:
-        weights = torch.ones_like(x1[..., 0])
     device = x1.device
     with torch.no_grad():
         x1d, x2d, K1d, K2d, w, K_ok = _sanitise(x1, x2, K, weights, K2)
