@@ -15,6 +15,7 @@ from .errors import DatasetError
 from .frames import FrameReader
 from .kitti_odometry import KittiOdometryReader
 from .kitti_raw import KittiRawReader
+from .match_cache import MatchCacheSettings
 from .rosbag import RosbagReader
 from .sample import Augmentation, FrameSamples, SequenceCollection
 from .suite import SyntheticSuiteReader
@@ -53,7 +54,8 @@ def build_split(data: Any, split: str, augment: bool = False, seed: int = 0,
 
     Args:
         data: the experiment's ``data`` config section: ``kind`` (a :data:`READERS` name), ``height``, ``width``,
-            ``context_offsets`` and the fields the reader reads.
+            ``context_offsets``, the fields the reader reads and, when present, the match cache's (``match_cache``,
+            ``keypoints``, ``max_context_offset``, ``max_matches``, ``min_context_parallax_px``, ``match_cache_dir``).
         split: ``"train"`` or ``"test"``.
         augment: apply the training augmentation, drawn from ``seed``.
         seed: augmentation seed.
@@ -71,8 +73,15 @@ def build_split(data: Any, split: str, augment: bool = False, seed: int = 0,
     if reader_class is None:
         raise DatasetError(f"unknown data.kind {data.kind!r}; choose one of {', '.join(READERS)}")
     augmentation = Augmentation(seed=seed) if augment else None
+    match_settings = (MatchCacheSettings(keypoints=data.keypoints, max_offset=data.max_context_offset,
+                                         max_matches=data.max_matches)
+                      if getattr(data, "match_cache", False) else None)
+    min_parallax = getattr(data, "min_context_parallax_px", 0.0)
     parts = [FrameSamples(reader, (data.height, data.width), tuple(data.context_offsets),
-                          depth_at_native_resolution=depth_at_native_resolution, augmentation=augmentation)
+                          depth_at_native_resolution=depth_at_native_resolution, augmentation=augmentation,
+                          match_settings=match_settings,
+                          min_context_parallax_px=min_parallax if match_settings is not None and min_parallax > 0
+                          else None, cache_dir=getattr(data, "match_cache_dir", "") or None)
              for reader in reader_class.for_split(data, split)]
     return parts[0] if len(parts) == 1 else SequenceCollection(parts)
 

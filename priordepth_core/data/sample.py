@@ -26,7 +26,22 @@ key                           shape / type                 meaning
 ``"stamp"``                   float (seconds)              time of the target frame
 ``"frame_index"``             int                          index of the target frame in its sequence
 ``"sequence"``                str                          the sequence (drive, folder, bag topic) it comes from
+``"match_x_target"``          (S, N, 2) float32            with a match cache: the frozen keypoint matches of the
+``"match_x_context"``                                      target into each context, mapped from native to sample
+                                                           pixels, padded to N (:mod:`.match_cache`)
+``"match_weight"``            (S, N) float32               1 for a match, 0 for padding
+``"match_depth_target"``      (S, N) float32               the match's target depth triangulated with the cached
+                                                           essential pose (unit-length translation)
+``"match_parallax_deg"``      (S, N) float32               that triangulation's parallax angle
+``"essential_T_context_target"``  (S, 4, 4) float32        the cached essential pose, unit-length translation
+``"essential_status"``        (S,) int64                   ``match_cache.OK``, ``LOW_PARALLAX``, ``ROTATION_ONLY``,
+                                                           ``FAILED``
 ============================  ===========================  =========================================================
+
+Context frames are the fixed ``context_offsets``, or, with a match cache and ``min_context_parallax_px``, chosen by
+parallax: for each offset, the nearest frame on its side (at least as far as the offset, at most the cache's
+``max_offset``) whose cached median rotation-compensated parallax, scaled to the sample resolution, reaches the
+threshold; where none does, the one with the most parallax. Handheld neighbours move less than a pixel.
 
 All frames of a sequence share the intrinsics ``K`` and one image size: a frame whose size differs from its
 sequence's first frame raises :class:`DatasetError` when the reader loads it. A dataset yields the same keys for every
@@ -59,6 +74,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from ..geometry.camera import resize_intrinsics
 from .errors import DatasetError
 from .frames import FrameReader
+from .match_cache import MatchCacheSettings, PairMatches, SequenceMatchCache, load_or_build
 
 MIRROR_X = np.diag([-1.0, 1.0, 1.0, 1.0])
 
@@ -142,9 +158,14 @@ def flip_sample(sample: dict[str, Any]) -> dict[str, Any]:
     K[0, 1] = -K[0, 1]
     sample["K"] = K
     mirror = torch.from_numpy(MIRROR_X).float()
-    for key in ("T_world_cam", "T_context_target"):
+    for key in ("T_world_cam", "T_context_target", "essential_T_context_target"):
         if key in sample:
             sample[key] = mirror @ sample[key] @ mirror
+    for key in ("match_x_target", "match_x_context"):
+        if key in sample:
+            x = sample[key].clone()
+            x[..., 0] = (width - 1) - x[..., 0]
+            sample[key] = x
     return sample
 
 
@@ -162,6 +183,11 @@ class FrameSamples(Dataset):
         depth_at_native_resolution: keep ``depth_gt`` at the dataset's resolution (evaluation) instead of resizing
             it to ``size_hw`` by nearest neighbour.
         augmentation: training augmentation, or None (default) for none.
+        match_settings: build (or read) each sequence's frozen match cache and add the ``match_*`` and
+            ``essential_*`` keys; None (default) for none.
+        min_context_parallax_px: with ``match_settings``, choose the context frames by parallax (see the module
+            docstring); None keeps ``context_offsets``.
+        cache_dir: where match caches live (default: beside each sequence, :func:`.match_cache.default_cache_dir`).
 
     Raises:
         ValueError: a bad ``size_hw`` or ``context_offsets``.
@@ -169,7 +195,9 @@ class FrameSamples(Dataset):
     """
 
     def __init__(self, reader: FrameReader, size_hw: tuple[int, int], context_offsets: tuple[int, ...] = (-1, 1),
-                 depth_at_native_resolution: bool = False, augmentation: Augmentation | None = None):
+                 depth_at_native_resolution: bool = False, augmentation: Augmentation | None = None,
+                 match_settings: MatchCacheSettings | None = None, min_context_parallax_px: float | None = None,
+                 cache_dir: str | None = None):
         height, width = (int(v) for v in size_hw)
         if height <= 0 or width <= 0:
             raise ValueError(f"size_hw must be two positive integers, got {size_hw}")
@@ -182,7 +210,34 @@ class FrameSamples(Dataset):
         self.depth_at_native_resolution = depth_at_native_resolution
         self.augmentation = augmentation
         self.epoch = 0
+        self.match_settings = match_settings
+        if match_settings is not None and max(abs(o) for o in offsets) > match_settings.max_offset:
+            raise ValueError(f"context_offsets {offsets} reach beyond the match cache's max_offset "
+                             f"{match_settings.max_offset}")
+        if min_context_parallax_px is not None and match_settings is None:
+            raise ValueError("choosing context frames by parallax needs a match cache (match_settings)")
+        self._caches: list[SequenceMatchCache] = (
+            [load_or_build(reader, frames, match_settings, cache_dir) for frames in reader.sequences]
+            if match_settings is not None else [])
+        self.min_context_parallax_px = min_context_parallax_px
         self._targets = self._find_targets()
+        self._target_offsets = [self._choose_offsets(s, p) for s, p in self._targets]
+
+    def _choose_offsets(self, s: int, p: int) -> tuple[int, ...]:
+        if self.min_context_parallax_px is None:
+            return self.context_offsets
+        cache = self._caches[s]
+        count = len(self.reader.sequences[s])
+        scale = self.size_hw[1] / cache.image_hw[1]
+        chosen = []
+        for offset in self.context_offsets:
+            sign = 1 if offset > 0 else -1
+            candidates = [sign * d for d in range(abs(offset), self.match_settings.max_offset + 1)
+                          if 0 <= p + sign * d < count]
+            parallax = [cache.pair_parallax_px(p, p + o) * scale for o in candidates]
+            enough = [o for o, px in zip(candidates, parallax) if px >= self.min_context_parallax_px]
+            chosen.append(enough[0] if enough else candidates[int(np.argmax(parallax))])
+        return tuple(chosen)
 
     def _find_targets(self) -> list[tuple[int, int]]:
         sequences = self.reader.sequences
@@ -219,7 +274,8 @@ class FrameSamples(Dataset):
         s, p = self._targets[index]
         frames = self.reader.sequences[s]
         target = frames[p]
-        context_frames = [frames[p + o] for o in self.context_offsets]
+        offsets = self._target_offsets[index]
+        context_frames = [frames[p + o] for o in offsets]
 
         target_rgb = self.reader.load_rgb(target)
         native_hw = target_rgb.shape[:2]
@@ -228,7 +284,7 @@ class FrameSamples(Dataset):
             "context": torch.stack(
                 [image_to_tensor(resize_image(self.reader.load_rgb(f), self.size_hw)) for f in context_frames]
             ),
-            "context_offsets": torch.tensor(self.context_offsets, dtype=torch.int64),
+            "context_offsets": torch.tensor(offsets, dtype=torch.int64),
             "K": resize_intrinsics(torch.tensor(target.K), native_hw, self.size_hw).float(),
         }
         if self.has_depth:
@@ -243,9 +299,34 @@ class FrameSamples(Dataset):
         sample["stamp"] = float(target.stamp)
         sample["frame_index"] = int(target.index)
         sample["sequence"] = target.sequence
+        if self._caches:
+            pairs = [self._caches[s].pair(p, p + o) for o in offsets]
+            sample.update(self._match_tensors(pairs, native_hw))
         if self.augmentation is not None:
             sample = self._augment(sample, index)
         return sample
+
+    def _match_tensors(self, pairs: list[PairMatches], native_hw: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """The cached pairs as padded tensors, pixels mapped from native to sample resolution (centres at integers)."""
+        S, N = len(pairs), self.match_settings.max_matches
+        scale = np.array([self.size_hw[1] / native_hw[1], self.size_hw[0] / native_hw[0]], dtype=np.float32)
+        x_target = np.zeros((S, N, 2), dtype=np.float32)
+        x_context = np.zeros((S, N, 2), dtype=np.float32)
+        weight = np.zeros((S, N), dtype=np.float32)
+        depth = np.zeros((S, N), dtype=np.float32)
+        parallax = np.zeros((S, N), dtype=np.float32)
+        for i, pair in enumerate(pairs):
+            n = len(pair.x_target)
+            x_target[i, :n] = (pair.x_target + 0.5) * scale - 0.5
+            x_context[i, :n] = (pair.x_context + 0.5) * scale - 0.5
+            weight[i, :n] = 1.0
+            depth[i, :n] = pair.depth_target
+            parallax[i, :n] = pair.parallax_deg
+        return {"match_x_target": torch.from_numpy(x_target), "match_x_context": torch.from_numpy(x_context),
+                "match_weight": torch.from_numpy(weight), "match_depth_target": torch.from_numpy(depth),
+                "match_parallax_deg": torch.from_numpy(parallax),
+                "essential_T_context_target": torch.from_numpy(np.stack([p.T_context_target for p in pairs])).float(),
+                "essential_status": torch.tensor([p.status for p in pairs], dtype=torch.int64)}
 
     def _augment(self, sample: dict[str, Any], index: int) -> dict[str, Any]:
         augmentation = self.augmentation

@@ -62,6 +62,7 @@ def run_trajectory(args: argparse.Namespace) -> int:
         relative_poses = lambda samples: trained_relative_poses(model, samples, args.device)  # noqa: E731
         name = f"{model.active_pose_source(10**9)}"
     config.data.context_offsets = [-1]
+    config.data.min_context_parallax_px = 0.0  # frame to frame: no parallax-chosen context frames
     if args.orb or args.native_resolution:
         config.data.height, config.data.width = _native_size(config)
     dataset = build_split(config.data, args.split)

@@ -102,8 +102,9 @@ def trained_relative_poses(model: torch.nn.Module, samples: list[dict], device: 
     poses, valid, failed = [], [], []
     for start in range(0, len(samples), PAIR_BATCH):
         chunk = samples[start:start + PAIR_BATCH]
-        batch = {key: torch.stack([s[key] for s in chunk]).to(device)
-                 for key in ("image", "context", "K", "context_offsets")}
+        # The model's inputs: images, K, offsets and, for sources that read it, the frozen match cache's keys.
+        batch = {key: torch.stack([s[key] for s in chunk]).to(device) for key in chunk[0]
+                 if key in ("image", "context", "K", "context_offsets") or key.startswith(("match_", "essential_"))}
         out = model(batch, step=10**9)  # past any warm-up: the run's final pose source
         solved = out["pose_valid"][:, 0].cpu()
         fallback = out["pose_fallback"][:, 0].cpu() if "pose_fallback" in out else torch.zeros_like(solved)

@@ -12,7 +12,10 @@ from pathlib import Path
 
 from ..config_schema import ConfigError, check_fields, load, merge, one_of, ranged
 from ..models.depth_net import INPUT_MULTIPLE
-from ..pose import POSE_SOURCE_NAMES
+from ..pose import POSE_SOURCE_NAMES, SOURCES_NEEDING_MATCH_CACHE
+
+# The Pipeline solves from live matches; sources that read a training match cache are not among its choices.
+PIPELINE_POSE_SOURCES = tuple(name for name in POSE_SOURCE_NAMES if name not in SOURCES_NEEDING_MATCH_CACHE)
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 SCALE_MODES = ("relative", "camera_height")
@@ -40,7 +43,7 @@ class PipelineConfig:
     camera_height_m: float = ranged(1.65, 0.01, 100.0)
     # How the pose between frames is found, by the name the trainer's pose.source uses (priordepth_core.pose):
     # "pnp_essential" = PnP on the reference's lifted keypoints, the essential matrix where PnP finds too few inliers.
-    pose_source: str = one_of("pnp_essential", POSE_SOURCE_NAMES)
+    pose_source: str = one_of("pnp_essential", PIPELINE_POSE_SOURCES)
     # Keypoints kept per frame (the best-scoring KeypointNet cells).
     max_keypoints: int = ranged(512, 8, 16384)
     # Pose from fewer inliers than this is "degraded"; from fewer than half of it, tracking is "lost".

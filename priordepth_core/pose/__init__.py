@@ -5,11 +5,12 @@
 :mod:`..geometry`, :mod:`..models` and :mod:`..losses`; below data, train and inference.
 """
 
-from .problem import PoseProblem, PoseSourceSettings
+from .problem import EssentialStatus, PoseProblem, PoseSourceSettings
 from .registry import (
     NO_FALLBACK,
     POSE_SOURCE_NAMES,
     POSE_SOURCES,
+    SOURCES_NEEDING_MATCH_CACHE,
     PoseSourceSchedule,
     build_pose_source,
     pose_source_factory,
@@ -21,7 +22,9 @@ __all__ = [
     "NO_FALLBACK",
     "POSE_SOURCES",
     "POSE_SOURCE_NAMES",
+    "SOURCES_NEEDING_MATCH_CACHE",
     "EssentialSource",
+    "EssentialStatus",
     "FallbackSource",
     "PnPSource",
     "PoseNetSource",

@@ -9,11 +9,26 @@ Pipeline's ``T_curr_ref``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 import torch
 
 from ..geometry.camera import unproject_points
 from ..losses.sparse_prior import sample_depth_at
+
+
+class EssentialStatus(IntEnum):
+    """What a cached essential-matrix solve of a pair gives (:mod:`priordepth_core.data.match_cache`).
+
+    ``OK``: rotation and translation direction. ``LOW_PARALLAX``: both, but the median rotation-compensated parallax
+    is under a pixel, so the direction is uncertain. ``ROTATION_ONLY``: the rotation model won (t = 0).
+    ``FAILED``: no pose.
+    """
+
+    OK = 0
+    LOW_PARALLAX = 1
+    ROTATION_ONLY = 2
+    FAILED = 3
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,10 @@ class PoseProblem:
             when None.
         init_T_context_target: (B, 4, 4) a motion prior a solver may start from (PoseNet, constant velocity).
         posenet_T_context_target: (B, 4, 4) the PoseNet's prediction.
+        essential_T_context_target: (B, 4, 4) a precomputed essential pose with unit-length translation (the frozen
+            match cache); its ``x_target``/``x_context``/``weights`` are the solve's inliers.
+        essential_status: (B,) int64 :class:`EssentialStatus` of that solve.
+        triangulated_depth_target: (B, N) the inliers' target depth triangulated with that pose (unit baseline).
     """
 
     K: torch.Tensor
@@ -70,6 +89,9 @@ class PoseProblem:
     points_target: torch.Tensor | None = None
     init_T_context_target: torch.Tensor | None = None
     posenet_T_context_target: torch.Tensor | None = None
+    essential_T_context_target: torch.Tensor | None = None
+    essential_status: torch.Tensor | None = None
+    triangulated_depth_target: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:

@@ -11,7 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .problem import PoseSourceSettings
-from .sources import EssentialSource, FallbackSource, PnPSource, PoseNetSource, PoseSource
+from .sources import (
+    AnchoredEssentialSource,
+    AnchoredRotationPoseNetSource,
+    EssentialSource,
+    FallbackSource,
+    PnPSource,
+    PoseNetSource,
+    PoseSource,
+)
 
 # The essential matrix inside pnp_essential has its own hypothesis budget, whatever the PnP's (its LO-RANSAC stops
 # earlier once the inlier ratio makes that confident).
@@ -31,8 +39,12 @@ POSE_SOURCES: dict[str, Callable[[PoseSourceSettings], PoseSource]] = {
     "pnp": PnPSource,
     "essential": EssentialSource,
     "pnp_essential": pnp_then_essential,
+    "priordepth": AnchoredEssentialSource,
+    "priordepth_posenet_t": AnchoredRotationPoseNetSource,
 }
 POSE_SOURCE_NAMES = tuple(POSE_SOURCES)
+# Sources that read the frozen match cache (training data with data.match_cache); the Pipeline has no such cache.
+SOURCES_NEEDING_MATCH_CACHE = ("priordepth", "priordepth_posenet_t")
 # The trainer's ``pose.fallback`` value for "no fallback: a failed pair's photometric term is masked".
 NO_FALLBACK = "mask"
 

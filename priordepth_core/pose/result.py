@@ -24,6 +24,10 @@ class PoseResult:
         fallback_note: why a fallback pose is used, in words.
         failure: why a pose of this model can be invalid, in words.
         min_inliers: the support threshold behind ``supported``.
+        depth_gradient: (B,) bool, the pair's warp may train the depth (False where the pose has no reliable
+            translation, so the depth is not observable from it); None = every pair.
+        translation_scale: (B,) the translation length per unit of the solved direction (the depth-derived scale of
+            an anchored essential pose); None where the source has none.
     """
 
     T_context_target: torch.Tensor
@@ -38,6 +42,8 @@ class PoseResult:
     fallback_used: torch.Tensor | None = None
     fallback_method: str = ""
     fallback_note: str = ""
+    depth_gradient: torch.Tensor | None = None
+    translation_scale: torch.Tensor | None = None
 
     def __post_init__(self):
         if self.fallback_used is None:

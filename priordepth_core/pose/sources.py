@@ -6,6 +6,12 @@
 - :class:`EssentialSource` (``essential``): rotation and translation direction from the weighted essential matrix,
   the translation length from the depth (triangulated vs given depth at the inliers). A pure rotation is detected by
   the solver and gives t = 0; its pose is valid.
+- :class:`AnchoredEssentialSource` (``priordepth``): the default for training: rotation and translation direction of
+  a precomputed essential matrix on frozen native-resolution matches (the match cache), the translation length from
+  the depth at the inliers against their triangulated depth (a detached robust median ratio), so the pose does not
+  follow the depth: a flat depth is no fixed point of the photometric loss, as it is under PnP.
+- :class:`AnchoredRotationPoseNetSource` (``priordepth_posenet_t``): the cached rotation with the PoseNet's
+  translation (the handheld comparison of docs/experiments.md).
 - :class:`FallbackSource`: a primary source, and where its pose is not supported a fallback's pose when that one is
   better supported; it records which won per pair (``pnp_essential``, and the trainer's ``pose.fallback``).
 """
@@ -17,13 +23,17 @@ import abc
 import torch
 
 from ..geometry.pose import recover_translation_scale, solve_essential_ransac, solve_pnp_ransac
+from ..geometry.pose.triangulation import weighted_median
 from ..geometry.se3 import make_transform
-from .problem import PoseProblem, PoseSourceSettings
+from ..losses.sparse_prior import sample_depth_at
+from .problem import EssentialStatus, PoseProblem, PoseSourceSettings
 from .result import PoseResult, invalid_result
 
 # Fewest matches each solver can use (its minimal set); below it no solve is attempted.
 PNP_MIN_MATCHES = 6
 ESSENTIAL_MIN_MATCHES = 8
+# Fewest triangulated inliers for a depth-derived translation length.
+MIN_SCALE_POINTS = 5
 
 
 class PoseSource(abc.ABC):
@@ -33,12 +43,15 @@ class PoseSource(abc.ABC):
         name: the registry name (``pose.source`` of the trainer, ``pose_source`` of the Pipeline).
         needs_matches: the source solves from keypoint matches (the caller must run the KeypointNet).
         needs_posenet: the source uses a PoseNet prediction (the caller must run a PoseNet).
+        needs_match_cache: the source reads a precomputed essential solve (the ``essential_*`` and
+            ``triangulated_depth_target`` fields of the problem, from the frozen match cache).
         has_fallback: some pairs may take a fallback's pose (``PoseResult.fallback_used``).
     """
 
     name: str = ""
     needs_matches: bool = True
     needs_posenet: bool = False
+    needs_match_cache: bool = False
     has_fallback: bool = False
 
     def __init__(self, settings: PoseSourceSettings):
@@ -132,6 +145,78 @@ class EssentialSource(PoseSource):
         # A detected pure rotation has a correct R and t = 0, whatever the depth.
         valid = (est.valid | pure_rotation) & (scale_valid | pure_rotation)
         return self._result(est.R, t, valid, est.inliers, pure_rotation, problem, self.FAILURE)
+
+
+class AnchoredEssentialSource(PoseSource):
+    """The cached essential pose with its translation length from the depth: ``priordepth``.
+
+    Per pair, by :class:`EssentialStatus`: ``OK``: R, the unit direction times ``s``, the weighted median over the
+    inliers of predicted depth / unit-baseline triangulated depth (detached: the pose carries no gradient into the
+    depth, only the warp does); ``LOW_PARALLAX``: the same pose, but the pair does not train the depth
+    (``depth_gradient`` False); ``ROTATION_ONLY``: R with t = 0 (the warp is a homography that no depth changes);
+    ``FAILED``, or fewer than ``MIN_SCALE_POINTS`` usable inliers: invalid.
+    """
+
+    name = "priordepth"
+    needs_matches = False
+    needs_match_cache = True
+    FAILURE = "no cached essential pose, or too few triangulated inliers for its scale"
+
+    def solve(self, problem: PoseProblem, generator: torch.Generator | None = None) -> PoseResult:
+        scale, scale_valid, status, inliers = _anchored_scale(self.name, problem)
+        T_essential = problem.essential_T_context_target.to(problem.K.dtype)
+        has_direction = (status == EssentialStatus.OK) | (status == EssentialStatus.LOW_PARALLAX)
+        rotation_only = status == EssentialStatus.ROTATION_ONLY
+        t = torch.where(has_direction[:, None], T_essential[:, :3, 3] * scale[:, None],
+                        torch.zeros_like(T_essential[:, :3, 3]))
+        valid = (has_direction & scale_valid) | rotation_only
+        result = self._result(T_essential[:, :3, :3], t, valid, inliers, rotation_only, problem, self.FAILURE)
+        result.supported = valid  # the solve's support was judged when the cache was built
+        result.depth_gradient = status == EssentialStatus.OK
+        result.translation_scale = scale
+        return result
+
+
+class AnchoredRotationPoseNetSource(PoseSource):
+    """The cached essential rotation with the PoseNet's translation: ``priordepth_posenet_t``.
+
+    Where the cached solve failed the pair takes the PoseNet's whole pose. ``translation_scale`` is the same depth /
+    triangulation ratio as ``priordepth``'s (the sparse prior's scale).
+    """
+
+    name = "priordepth_posenet_t"
+    needs_matches = False
+    needs_posenet = True
+    needs_match_cache = True
+
+    def solve(self, problem: PoseProblem, generator: torch.Generator | None = None) -> PoseResult:
+        problem.require(self.name, "posenet_T_context_target")
+        scale, _, status, inliers = _anchored_scale(self.name, problem)
+        posenet = problem.posenet_T_context_target
+        solved = status != EssentialStatus.FAILED
+        R = torch.where(solved[:, None, None], problem.essential_T_context_target[:, :3, :3].to(posenet.dtype),
+                        posenet[:, :3, :3])
+        T = make_transform(R, posenet[:, :3, 3])
+        true = torch.ones_like(solved)
+        return PoseResult(T, true, true.clone(), inliers, inliers.sum(dim=1), status == EssentialStatus.ROTATION_ONLY,
+                          self.name, "", self.settings.min_inliers, translation_scale=scale)
+
+
+def _anchored_scale(name: str, problem: PoseProblem
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(scale (B,), scale_valid (B,), status (B,), inliers (B, N)) of a problem carrying a cached essential solve."""
+    problem.require(name, "x_target", "weights", "essential_T_context_target", "essential_status",
+                    "triangulated_depth_target")
+    problem.require_depth(name)
+    depth = problem.depth_target.detach()
+    predicted = sample_depth_at(depth, problem.x_target.to(depth.dtype)).to(problem.K.dtype)
+    triangulated = problem.triangulated_depth_target.to(problem.K.dtype)
+    inliers = problem.weights > 0
+    usable = inliers & (triangulated > 0) & (predicted > 0)
+    ratio = torch.where(usable, predicted / triangulated.clamp(min=1e-12), torch.zeros_like(predicted))
+    scale = weighted_median(ratio, usable.to(ratio.dtype))
+    scale_valid = (usable.sum(dim=1) >= MIN_SCALE_POINTS) & torch.isfinite(scale) & (scale > 0)
+    return scale.detach(), scale_valid, problem.essential_status, inliers
 
 
 class FallbackSource(PoseSource):

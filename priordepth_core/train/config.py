@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config_schema import ConfigError, Range, check_fields, load, merge, one_of, ranged, to_dict
+from ..data.match_cache import KEYPOINT_METHODS
 from ..data.registry import READERS
-from ..pose import POSE_SOURCE_NAMES
+from ..pose import POSE_SOURCE_NAMES, SOURCES_NEEDING_MATCH_CACHE
 
 # The dataset kinds are the readers registry's names: a reader registered there is accepted here too.
 DATA_KINDS = tuple(READERS)
@@ -48,6 +49,20 @@ class DataConfig:
     augment: bool = False
     # DataLoader worker processes (0 loads in the main process).
     num_workers: int = ranged(0, 0, 256)
+    # Frozen keypoint matches + essential poses per sequence at native resolution, built once beside the data
+    # (priordepth_core/data/match_cache.py); the pose source priordepth needs it.
+    match_cache: bool = False
+    # Keypoints of the match cache (OpenCV, on the native-resolution frames).
+    keypoints: str = one_of("sift", KEYPOINT_METHODS)
+    # The match cache holds pairs up to this many frames apart (the context frames are chosen among them).
+    max_context_offset: int = ranged(3, 1, 30)
+    # Choose each context frame by parallax: the nearest on its side whose median rotation-compensated match
+    # parallax reaches this many pixels at the network input size (0 = keep context_offsets). Needs match_cache.
+    min_context_parallax_px: float = ranged(0.0, 0, None)
+    # Matches per pair handed to the pose source (padded).
+    max_matches: int = ranged(200, 8, 4096)
+    # Where match caches are stored ("" = beside each sequence, or ~/.cache/priordepth/match_cache).
+    match_cache_dir: str = ""
 
 
 @dataclass
@@ -180,6 +195,12 @@ class ExperimentConfig:
             raise ConfigError("model.keypoint_frozen needs model.keypoint_init and loss.keypoint_weight = 0 "
                               f"(got keypoint_init={self.model.keypoint_init!r}, "
                               f"keypoint_weight={self.loss.keypoint_weight})")
+        if self.data.min_context_parallax_px > 0 and not self.data.match_cache:
+            raise ConfigError("data.min_context_parallax_px > 0 chooses context frames from the match cache: set "
+                              "data.match_cache: true")
+        if self.pose.source in SOURCES_NEEDING_MATCH_CACHE and not self.data.match_cache:
+            raise ConfigError(f"pose.source {self.pose.source!r} solves from the frozen match cache: set "
+                              "data.match_cache: true")
         if not self.model.min_depth < self.model.max_depth:
             raise ConfigError(f"model.min_depth ({self.model.min_depth}) must be below model.max_depth "
                               f"({self.model.max_depth})")

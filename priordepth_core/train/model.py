@@ -23,6 +23,10 @@ from ..pose import PoseProblem, PoseSourceSchedule, PoseSourceSettings, build_po
 from .config import ExperimentConfig
 from .keypoints import load_keypoint_net
 
+# What the frozen match cache adds to a batch (priordepth_core/data/sample.py).
+CACHED_MATCH_KEYS = ("match_x_target", "match_x_context", "match_weight", "match_depth_target", "match_parallax_deg",
+                     "essential_T_context_target", "essential_status")
+
 
 class DepthPoseModel(nn.Module):
     """Networks and pose estimation for one training step.
@@ -139,17 +143,43 @@ class DepthPoseModel(nn.Module):
                 problem.init_T_context_target = posenet_T[:, s].detach()
             if source.needs_matches:
                 matches.append(self._match_context(problem, selected, B, s))
+            elif source.needs_match_cache:
+                matches.append(self._cached_matches(problem, batch, s))
             results.append(source.solve(problem))
         outputs["T_context_target"] = torch.stack([r.supported_pose() for r in results], dim=1)
         outputs["pose_valid"] = torch.stack([r.supported & ~r.fallback_used for r in results], dim=1)
         if source.has_fallback:
             outputs["pose_fallback"] = torch.stack([r.supported & r.fallback_used for r in results], dim=1)
-        if source.needs_matches:
+        if any(r.depth_gradient is not None for r in results):
+            outputs["pose_depth_gradient"] = torch.stack(
+                [r.depth_gradient if r.depth_gradient is not None else torch.ones_like(r.valid) for r in results],
+                dim=1)
+        if source.needs_matches or source.needs_match_cache:
             for match, result in zip(matches, results):
                 match.update(inliers=result.inliers, num_inliers=result.num_inliers,
                              pure_rotation=result.pure_rotation)
+                if result.translation_scale is not None and "triangulated_depth" in match:
+                    # The sparse prior's target: the native-resolution triangulation in the depth's scale.
+                    match["triangulated_depth"] = match["triangulated_depth"] * result.translation_scale[:, None]
             outputs["matches"] = matches
         return outputs
+
+    @staticmethod
+    def _cached_matches(problem: PoseProblem, batch: dict[str, Any], s: int) -> dict[str, torch.Tensor]:
+        """Context ``s``'s frozen matches and essential solve from the batch (the match cache) into ``problem``."""
+        missing = [key for key in CACHED_MATCH_KEYS if key not in batch]
+        if missing:
+            raise ValueError(f"the pose source needs the match cache in the batch ({', '.join(missing)} missing): set "
+                             "data.match_cache: true")
+        problem.x_target = batch["match_x_target"][:, s]
+        problem.x_context = batch["match_x_context"][:, s]
+        problem.weights = batch["match_weight"][:, s]
+        problem.essential_T_context_target = batch["essential_T_context_target"][:, s]
+        problem.essential_status = batch["essential_status"][:, s]
+        problem.triangulated_depth_target = batch["match_depth_target"][:, s]
+        return {"x_target": problem.x_target, "x_context": problem.x_context, "weights": problem.weights,
+                "triangulated_depth": problem.triangulated_depth_target,
+                "parallax_deg": batch["match_parallax_deg"][:, s]}
 
     def _match_context(self, problem: PoseProblem, selected: dict[str, torch.Tensor], B: int,
                        s: int) -> dict[str, torch.Tensor]:

@@ -76,12 +76,17 @@ class SelfSupervisedObjective(nn.Module):
         if "pose_fallback" in outputs:
             pair_valid = pair_valid | outputs["pose_fallback"]
 
+        # Pairs whose pose has no reliable translation warp with a detached depth: they cannot tell depths apart.
+        depth_gradient = outputs.get("pose_depth_gradient")
         warped_scales, valid_scales = [], []
         for scale in self.scales:
             depth = outputs["depth"][scale]
             if depth.shape[-2:] != (H, W):  # MonoDepth2: every scale is warped at the input resolution
                 depth = F.interpolate(depth, size=(H, W), mode="bilinear", align_corners=False)
-            warped, valid = zip(*(warp_image(context[:, s], depth.to(image.dtype), T[:, s], K) for s in range(S)))
+            depth = depth.to(image.dtype)
+            per_pair = [depth if depth_gradient is None else
+                        torch.where(depth_gradient[:, s, None, None, None], depth, depth.detach()) for s in range(S)]
+            warped, valid = zip(*(warp_image(context[:, s], per_pair[s], T[:, s], K) for s in range(S)))
             warped_scales.append(torch.stack(warped, dim=1))
             valid_scales.append(torch.stack(valid, dim=1))
         photometric, metrics = self.photometric(image, warped_scales, valid_scales, sources=context,
@@ -151,13 +156,20 @@ class SelfSupervisedObjective(nn.Module):
         depth_target = outputs["depth"][0]
         losses = []
         for s, match in enumerate(outputs["matches"]):
-            T = outputs["T_context_target"][:, s].detach()
-            tri = triangulate_with_info(match["x_target"].detach(), match["x_context"].detach(), K,
-                                        T[:, :3, :3], T[:, :3, 3])
             depth_at_kp = sample_depth_at(depth_target, match["x_target"].detach())
-            usable = match["inliers"] & tri.in_front & outputs["pose_valid"][:, s, None]
-            usable = usable & ~match["pure_rotation"][:, None]
-            loss, prior_metrics = self.sparse_prior(depth_at_kp, tri.points[..., 2], tri.parallax_deg,
+            usable = match["inliers"] & outputs["pose_valid"][:, s, None] & ~match["pure_rotation"][:, None]
+            if "triangulated_depth" in match:  # the match cache's native-resolution triangulation, in depth scale
+                triangulated, parallax = match["triangulated_depth"].detach(), match["parallax_deg"]
+                usable = usable & (triangulated > 0)
+                if "pose_depth_gradient" in outputs:
+                    usable = usable & outputs["pose_depth_gradient"][:, s, None]
+            else:
+                T = outputs["T_context_target"][:, s].detach()
+                tri = triangulate_with_info(match["x_target"].detach(), match["x_context"].detach(), K,
+                                            T[:, :3, :3], T[:, :3, 3])
+                triangulated, parallax = tri.points[..., 2], tri.parallax_deg
+                usable = usable & tri.in_front
+            loss, prior_metrics = self.sparse_prior(depth_at_kp, triangulated.to(depth_at_kp.dtype), parallax,
                                                     weights=match["weights"].detach(), valid=usable)
             losses.append(loss)
             metrics.update(prior_metrics)

@@ -13,6 +13,7 @@ from priordepth_core.inference import Pipeline, PipelineConfig
 from priordepth_core.inference.relative_pose import estimate_relative_pose
 from priordepth_core.pose import (
     POSE_SOURCE_NAMES,
+    SOURCES_NEEDING_MATCH_CACHE,
     EssentialSource,
     FallbackSource,
     PnPSource,
@@ -174,7 +175,8 @@ def _structure(source) -> tuple:
     return (type(source), source.name, source.settings.num_hypotheses)
 
 
-@pytest.mark.parametrize("name", [name for name in POSE_SOURCE_NAMES if name != "posenet"])
+@pytest.mark.parametrize("name", [name for name in POSE_SOURCE_NAMES
+                                  if name != "posenet" and name not in SOURCES_NEEDING_MATCH_CACHE])
 def test_trainer_and_pipeline_resolve_the_same_source(name):
     overrides = [f"pose.source={name}", "model.lite=true", "model.keypoint_lite=true", "pose.ransac_hypotheses=64",
                  "pose.ransac_threshold_px=2.0", "pose.min_inliers=20"]
@@ -182,6 +184,12 @@ def test_trainer_and_pipeline_resolve_the_same_source(name):
     pipeline_source = Pipeline(PipelineConfig(pose_source=name, ransac_hypotheses=64)).pose_source
     assert _structure(trainer_source) == _structure(pipeline_source)
     assert trainer_source.settings.differentiable and not pipeline_source.settings.differentiable
+
+
+@pytest.mark.parametrize("name", SOURCES_NEEDING_MATCH_CACHE)
+def test_pipeline_refuses_sources_that_read_a_training_match_cache(name):
+    with pytest.raises(ConfigError, match=name):
+        PipelineConfig(pose_source=name).validate()
 
 
 def test_pipeline_refuses_a_source_that_needs_a_posenet():
