@@ -114,6 +114,10 @@ class PoseConfig:
     # warp and not through the pose the depth itself produced (with the gradient through the pose, a wrong depth can
     # move the pose until the two agree; docs/experiments.md).
     detach_depth: bool = False
+    # Where sources that solve from matches (pnp, essential, pnp_essential) take them: "keypointnet" (the jointly
+    # trained KeypointNet at the input resolution) or "cache" (the frozen native-resolution match cache; needs
+    # data.match_cache), so that they can be compared with priordepth on the same correspondences.
+    matches: str = one_of("keypointnet", ("keypointnet", "cache"))
 
 
 @dataclass
@@ -198,9 +202,10 @@ class ExperimentConfig:
         if self.data.min_context_parallax_px > 0 and not self.data.match_cache:
             raise ConfigError("data.min_context_parallax_px > 0 chooses context frames from the match cache: set "
                               "data.match_cache: true")
-        if self.pose.source in SOURCES_NEEDING_MATCH_CACHE and not self.data.match_cache:
-            raise ConfigError(f"pose.source {self.pose.source!r} solves from the frozen match cache: set "
-                              "data.match_cache: true")
+        if (self.pose.source in SOURCES_NEEDING_MATCH_CACHE or self.pose.matches == "cache") and not \
+                self.data.match_cache:
+            raise ConfigError(f"pose.source {self.pose.source!r} with pose.matches {self.pose.matches!r} solves from "
+                              "the frozen match cache: set data.match_cache: true")
         if not self.model.min_depth < self.model.max_depth:
             raise ConfigError(f"model.min_depth ({self.model.min_depth}) must be below model.max_depth "
                               f"({self.model.max_depth})")

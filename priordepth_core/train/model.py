@@ -50,7 +50,9 @@ class DepthPoseModel(nn.Module):
             build_pose_source(pc.warmup_source, settings, pc.fallback) if pc.warmup_source else None,
             pc.warmup_steps)
         sources = self.pose_schedule.sources
-        self.needs_keypoints = any(s.needs_matches for s in sources) or config.loss.keypoint_weight > 0
+        self.cached_matches = pc.matches == "cache"
+        self.needs_keypoints = ((any(s.needs_matches for s in sources) and not self.cached_matches)
+                                or config.loss.keypoint_weight > 0)
         self.keypoint_net = (KeypointNet(descriptor_dim=mc.descriptor_dim, lite=mc.keypoint_lite,
                                          dropout=mc.keypoint_dropout) if self.needs_keypoints else None)
         if self.keypoint_net is not None and mc.keypoint_init:
@@ -141,10 +143,10 @@ class DepthPoseModel(nn.Module):
             if posenet_T is not None:
                 problem.posenet_T_context_target = posenet_T[:, s]
                 problem.init_T_context_target = posenet_T[:, s].detach()
-            if source.needs_matches:
-                matches.append(self._match_context(problem, selected, B, s))
-            elif source.needs_match_cache:
+            if source.needs_match_cache or (source.needs_matches and self.cached_matches):
                 matches.append(self._cached_matches(problem, batch, s))
+            elif source.needs_matches:
+                matches.append(self._match_context(problem, selected, B, s))
             results.append(source.solve(problem))
         outputs["T_context_target"] = torch.stack([r.supported_pose() for r in results], dim=1)
         outputs["pose_valid"] = torch.stack([r.supported & ~r.fallback_used for r in results], dim=1)
@@ -158,9 +160,11 @@ class DepthPoseModel(nn.Module):
             for match, result in zip(matches, results):
                 match.update(inliers=result.inliers, num_inliers=result.num_inliers,
                              pure_rotation=result.pure_rotation)
-                if result.translation_scale is not None and "triangulated_depth" in match:
+                if "triangulated_depth" in match and result.translation_scale is not None:
                     # The sparse prior's target: the native-resolution triangulation in the depth's scale.
                     match["triangulated_depth"] = match["triangulated_depth"] * result.translation_scale[:, None]
+                elif "triangulated_depth" in match:  # unit baseline, no scale: the objective triangulates with T
+                    del match["triangulated_depth"], match["parallax_deg"]
             outputs["matches"] = matches
         return outputs
 

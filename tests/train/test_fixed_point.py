@@ -54,6 +54,19 @@ def test_a_priordepth_training_step_trains_the_depth_through_warp_and_prior(stre
     assert float(metrics["pose/rot_err_deg"]) < 0.5 and float(metrics["pose/tdir_err_deg"]) < 5.0
 
 
+def test_pnp_can_solve_from_the_cached_matches(street_batch):
+    config = load_config(None, ["pose.source=pnp", "pose.matches=cache", "data.match_cache=true", "model.lite=true",
+                                "loss.sparse_prior_weight=0.1", "pose.min_inliers=8"])
+    model = DepthPoseModel(config)
+    assert model.keypoint_net is None
+    outputs = model(street_batch)
+    loss, metrics = SelfSupervisedObjective(config)(street_batch, outputs)
+    assert torch.isfinite(loss) and outputs["pose_valid"].any()
+    assert "triangulated_depth" not in outputs["matches"][0]  # PnP's prior triangulates with its own pose
+    with pytest.raises(ConfigError, match=r"pose\.matches 'cache'"):
+        load_config(None, ["pose.source=pnp", "pose.matches=cache"])
+
+
 def test_rotation_only_pairs_give_the_depth_no_gradient(street_batch):
     _, metrics, outputs, grad = _priordepth_step(street_batch, EssentialStatus.ROTATION_ONLY)
     assert not outputs["pose_depth_gradient"].any()
