@@ -31,15 +31,7 @@ from priordepth_core.data.kitti_odometry import CAMERA_FOLDERS, camera_from_cam0
 from priordepth_core.data.kitti_raw import calib_entry, read_calib_file
 from priordepth_core.data.synthetic import Renderer, SequenceSpec, ensure_suite, load_manifest, make_sequence
 from priordepth_core.data.synthetic.sequence import render_frames
-from priordepth_core.data.tum_rgbd import INTRINSICS_FILE, TUM_INTRINSICS
 
-# Radial-tangential (plumb_bob k1 k2 p1 p2 k3) distortion of TUM's colour cameras, published beside the intrinsics in
-# TUM_INTRINSICS (https://cvg.cit.tum.de/data/datasets/rgbd-dataset/file_formats); fr3 images come undistorted.
-TUM_DISTORTION = {
-    "freiburg1": (0.2624, -0.9531, -0.0054, 0.0026, 1.1633),
-    "freiburg2": (0.2312, -0.7849, -0.0033, -0.0001, 0.9172),
-    "freiburg3": (0.0, 0.0, 0.0, 0.0, 0.0),
-}
 NO_DISTORTION = (0.0, 0.0, 0.0, 0.0, 0.0)
 
 FramePixels = tuple[np.ndarray, np.ndarray | None]  # (H, W, 3) uint8 RGB, (H, W) float32 metres (0 = invalid)
@@ -120,17 +112,11 @@ def tum_sequence(root: str | Path, max_time_difference: float = 0.02, with_depth
         raise DatasetError(f"{root}: TUM RGB-D sequence folder does not exist")
     if not (root / "rgb.txt").is_file():
         raise DatasetError(f"{root}: not a TUM RGB-D sequence (no rgb.txt)")
-    reader = TumRgbdReader(root, max_time_difference=max_time_difference, with_depth=with_depth)
-    return _from_reader(reader, root.name, distortion=_tum_distortion(root, reader.sequences[0][0].K))
-
-
-def _tum_distortion(root: Path, K: np.ndarray) -> tuple[float, ...]:
-    if (root / INTRINSICS_FILE).is_file():
-        return NO_DISTORTION  # written by the synthetic generator or a user: rectified pinhole
-    for sensor, (fx, fy, cx, cy) in TUM_INTRINSICS.items():
-        if np.allclose([K[0, 0], K[1, 1], K[0, 2], K[1, 2]], [fx, fy, cx, cy]):
-            return TUM_DISTORTION[sensor]
-    return NO_DISTORTION
+    # The bag keeps the images as TUM stores them (image_raw) with the sensor's published distortion in CameraInfo,
+    # as a camera driver would record them; readers of the bag rectify.
+    reader = TumRgbdReader(root, max_time_difference=max_time_difference, with_depth=with_depth, undistort=False)
+    lens = reader.sequences[0][0].distortion
+    return _from_reader(reader, root.name, distortion=NO_DISTORTION if lens is None else lens.coefficients)
 
 
 # ----------------------------------------------------------------------------------------------------------- KITTI

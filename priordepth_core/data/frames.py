@@ -20,6 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..geometry.distortion import LensDistortion
 from .errors import DatasetError
 
 
@@ -37,7 +38,8 @@ class Frame:
         depth: a depth file (``.png`` uint16 scaled by the reader's factor, ``.npy`` float metres, ``.bin`` velodyne
             scan), or None.
         T_world_cam: (4, 4) float64 camera-to-world pose, or None.
-        distortion: plumb_bob ``(k1, k2, p1, p2, k3)`` of the stored image where the dataset records it, else None.
+        distortion: the lens distortion of the pixels the reader's ``load_rgb`` returns, else None (a pinhole: the
+            readers rectify by default, and K is then the rectified camera's).
     """
 
     sequence: str
@@ -47,7 +49,7 @@ class Frame:
     K: np.ndarray
     depth: Path | None = None
     T_world_cam: np.ndarray | None = None
-    distortion: tuple[float, ...] | None = None
+    distortion: LensDistortion | None = None
 
 
 class FrameReader:

@@ -3,8 +3,11 @@
 One image topic (``sensor_msgs/msg/Image`` in any encoding ``rosbags-image`` converts, or
 ``sensor_msgs/msg/CompressedImage``) and its ``sensor_msgs/msg/CameraInfo`` topic make one sequence, in bag order.
 Each frame takes K from the CameraInfo message nearest in header time (cameras rarely change it, but zoom lenses and
-re-calibration do). Lens distortion (``CameraInfo.d``) is recorded in each frame's ``distortion`` but not applied:
-rectified topics (``image_rect``) are expected.
+re-calibration do). Lens distortion (``CameraInfo.distortion_model`` and ``d``: plumb_bob, rational_polynomial or
+equidistant) is removed as frames load, by :mod:`priordepth_core.geometry.distortion` (maps built once per camera),
+and each frame's K is then the rectified camera's: ``P[:, :3]`` as ``image_proc`` does, or K where P is empty. A
+rectified topic (its last name starting with ``image_rect``, REP 104) is not undistorted again: its K is ``P[:, :3]``.
+``undistort=False`` keeps the raw pixels with the raw K and records the lens in ``Frame.distortion``.
 
 An optional pose topic (``geometry_msgs/msg/PoseStamped`` or ``nav_msgs/msg/Odometry``, the camera's optical
 frame in a world frame) gives poses, associated to images by header stamp as TUM's ``associate.py`` does (greedy
@@ -27,6 +30,7 @@ from rosbags.highlevel import AnyReader
 from rosbags.image import ImageError, message_to_cvimage
 from rosbags.typesys import Stores, get_typestore
 
+from ..geometry.distortion import LensDistortion, Undistorter, UndistorterCache
 from ..geometry.se3 import rotation_from_quaternion_xyzw_np
 from .errors import DatasetError
 from .frames import Frame, FrameReader, configured_path, nearest_index
@@ -35,6 +39,11 @@ from .tum_rgbd import associate
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 POSE_TYPES = ("geometry_msgs/msg/PoseStamped", "nav_msgs/msg/Odometry")
+
+
+def is_rectified_topic(topic: str) -> bool:
+    """The topic carries rectified images by ROS naming (``.../image_rect``, ``image_rect_color``, REP 104)."""
+    return topic.rstrip("/").split("/")[-1].startswith("image_rect")
 
 
 def _stamp_seconds(header: Any) -> float:
@@ -100,19 +109,25 @@ class RosbagReader(FrameReader):
         pose_topic: optional PoseStamped / Odometry topic of the camera pose in a world frame.
         max_pose_time_difference: pose association tolerance in seconds.
         cache_frames: keep decoded frames in memory after first use.
+        undistort: return rectified pixels with the rectified K (default); False: the raw pixels, raw K and the lens
+            in ``Frame.distortion``.
+        rectified: the image topic is already rectified (K = ``P[:, :3]``, no undistortion); None = when the topic's
+            last name starts with ``image_rect``.
 
     Raises:
         DatasetError: an unreadable bag; a topic missing or of the wrong type (the message lists the bag's topics);
-            no CameraInfo message or one with an all-zero K; a first frame that cannot be decoded or whose size
-            differs from its CameraInfo; no image with a pose.
+            no CameraInfo message or one with an all-zero K or an unsupported distortion model; a first frame that
+            cannot be decoded or whose size differs from its CameraInfo; no image with a pose.
     """
 
     # A user's recording has no held-out ground truth to test on.
     held_out_test = False
 
     def __init__(self, path: str | Path, image_topic: str, camera_info_topic: str, pose_topic: str | None = None,
-                 max_pose_time_difference: float = 0.02, cache_frames: bool = False):
+                 max_pose_time_difference: float = 0.02, cache_frames: bool = False, undistort: bool = True,
+                 rectified: bool | None = None):
         self.path = Path(path)
+        self.rectified = is_rectified_topic(image_topic) if rectified is None else rectified
         if not self.path.exists():
             raise DatasetError(f"{self.path}: rosbag2 does not exist")
         self.image_topic = image_topic
@@ -152,10 +167,23 @@ class RosbagReader(FrameReader):
                                    f"{max_pose_time_difference} s")
         info_stamps = [info[0] for info in infos]
         self._info_hw: list[tuple[int, int]] = []
+        self._undistorters: list[Undistorter | None] = []  # per frame; None: the pixels load as stored
+        undistorters = UndistorterCache()
         frames = []
         for position, i in enumerate(keep):
-            _, K, size_hw_info, distortion = infos[nearest_index(info_stamps, images[i][1])]
+            _, K, size_hw_info, distortion, P = infos[nearest_index(info_stamps, images[i][1])]
             self._info_hw.append(size_hw_info)
+            undistorter = None
+            if self.rectified:
+                K, distortion = (P if P is not None else K), None
+            elif undistort:
+                try:
+                    undistorter = undistorters.get(K, distortion, size_hw_info, P)
+                except ValueError as error:
+                    raise DatasetError(f"{self.path}: camera_info topic {camera_info_topic!r}: {error}") from error
+                K, distortion = undistorter.rectified_K, None
+                undistorter = None if undistorter.is_identity else undistorter
+            self._undistorters.append(undistorter)
             frames.append(Frame(sequence=f"{self.path.name}:{image_topic}", index=position, stamp=images[i][1],
                                 image=locators[i], K=K, T_world_cam=pose_of.get(i), distortion=distortion))
         self._image_connection_ids = {c.id for c in image_connections}
@@ -174,8 +202,14 @@ class RosbagReader(FrameReader):
             K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
             if K[0, 0] <= 0 or K[1, 1] <= 0:
                 raise DatasetError(f"{self.path}: camera_info topic {topic!r} has an uncalibrated K (fx or fy <= 0)")
-            distortion = tuple(float(v) for v in msg.d) if len(msg.d) else None
-            infos.append((_stamp_seconds(msg.header), K, (int(msg.height), int(msg.width)), distortion))
+            try:
+                distortion = LensDistortion.from_camera_info(msg.distortion_model, msg.d)
+            except ValueError as error:
+                raise DatasetError(f"{self.path}: camera_info topic {topic!r}: {error}") from error
+            P = np.asarray(msg.p, dtype=np.float64).reshape(3, 4)[:, :3]
+            # An uncalibrated driver leaves P zero: the rectified camera is then K itself.
+            P = P.copy() if np.all(np.isfinite(P)) and P[0, 0] > 0 and P[1, 1] > 0 and P[2, 2] == 1 else None
+            infos.append((_stamp_seconds(msg.header), K, (int(msg.height), int(msg.width)), distortion, P))
         if not infos:
             raise DatasetError(f"{self.path}: camera_info topic {topic!r} has no messages")
         infos.sort(key=lambda info: info[0])
@@ -226,6 +260,8 @@ class RosbagReader(FrameReader):
             raise DatasetError(f"{where}: image is {image.shape[1]}x{image.shape[0]} but its CameraInfo is for "
                                f"{expected_hw[1]}x{expected_hw[0]}")
         image = np.ascontiguousarray(image, dtype=np.uint8)
+        if self._undistorters[frame.index] is not None:
+            image = self._undistorters[frame.index].rectify_image(image)
         if self.cache_frames:
             self._cache[frame.index] = image
         return image

@@ -15,7 +15,9 @@ rgb first, then ground truth to the remaining rgb frames; rgb frames left withou
 is the nearest pose within the tolerance, not interpolated, as TUM's own tools do.
 
 Intrinsics, when no ``intrinsics.txt`` exists, come from TUM's published calibration of the sensor named in the
-folder (``freiburg1``/``fr1`` ...); lens distortion is ignored (small for fr1/fr2; fr3 images are undistorted).
+folder (``freiburg1``/``fr1`` ...), with TUM's published plumb_bob distortion of that sensor, which is removed as
+frames load (:mod:`priordepth_core.geometry.distortion`; K is kept as the rectified camera, depth is remapped with the
+same map, nearest). fr3 images come undistorted; an ``intrinsics.txt`` (or ``intrinsics=``) describes a pinhole.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from ..geometry.distortion import PLUMB_BOB, LensDistortion, Undistorter
 from .errors import DatasetError
-from .frames import Frame, FrameReader, configured_path, load_depth_npy, load_depth_png, read_image_hw
+from .frames import Frame, FrameReader, configured_path, load_depth_npy, load_depth_png, load_rgb, read_image_hw
 from .trajectory_io import read_trajectory
 
 TUM_DEPTH_SCALE = 5000.0
@@ -38,6 +41,12 @@ TUM_INTRINSICS = {
     "freiburg1": (517.3, 516.5, 318.6, 255.3),
     "freiburg2": (520.9, 521.0, 325.1, 249.7),
     "freiburg3": (535.4, 539.2, 320.1, 247.6),
+}
+# Radial-tangential (plumb_bob k1 k2 p1 p2 k3) distortion of the colour cameras, published beside TUM_INTRINSICS.
+TUM_DISTORTION = {
+    "freiburg1": (0.2624, -0.9531, -0.0054, 0.0026, 1.1633),
+    "freiburg2": (0.2312, -0.7849, -0.0033, -0.0001, 0.9172),
+    "freiburg3": (0.0, 0.0, 0.0, 0.0, 0.0),
 }
 INTRINSICS_FILE = "intrinsics.txt"
 
@@ -130,13 +139,18 @@ def read_intrinsics_file(path: Path) -> tuple[np.ndarray, tuple[int, int] | None
     return K, (int(height), int(width))
 
 
-def tum_intrinsics_for(folder: Path) -> np.ndarray:
-    """K (3, 3) of the TUM sensor named by ``freiburgN`` or ``frN`` in the folder name."""
+def tum_sensor_of(folder: Path) -> str:
+    """``freiburgN`` of the TUM sensor named by ``freiburgN`` or ``frN`` in the folder name."""
     match = re.search(r"(?:freiburg|fr)([123])(?![0-9])", folder.resolve().name)
     if match is None:
         raise DatasetError(f"{folder}: no {INTRINSICS_FILE} and the folder name names no TUM sensor (freiburg1/2/3 "
                            "or fr1/2/3); pass intrinsics= or write the file")
-    fx, fy, cx, cy = TUM_INTRINSICS[f"freiburg{match.group(1)}"]
+    return f"freiburg{match.group(1)}"
+
+
+def tum_intrinsics_for(folder: Path) -> np.ndarray:
+    """K (3, 3) of the TUM sensor named by ``freiburgN`` or ``frN`` in the folder name."""
+    fx, fy, cx, cy = TUM_INTRINSICS[tum_sensor_of(folder)]
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
@@ -161,6 +175,8 @@ class TumRgbdReader(FrameReader):
         with_depth: add ``depth_gt``; None (default) = when ``depth_exact/`` or ``depth.txt`` exists.
         with_poses: add poses from ``groundtruth.txt``; None (default) = when it exists.
         depth_scale: depth PNG units per metre.
+        undistort: remove the sensor's published lens distortion as frames load (default); False: raw pixels, with
+            the lens in ``Frame.distortion``.
 
     Raises:
         DatasetError: a missing folder, list or listed image; a malformed line; unknown intrinsics; an
@@ -173,7 +189,7 @@ class TumRgbdReader(FrameReader):
 
     def __init__(self, root: str | Path, max_time_difference: float = 0.02, intrinsics: np.ndarray | None = None,
                  with_depth: bool | None = None, with_poses: bool | None = None,
-                 depth_scale: float = TUM_DEPTH_SCALE):
+                 depth_scale: float = TUM_DEPTH_SCALE, undistort: bool = True):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: TUM RGB-D sequence folder does not exist")
@@ -211,8 +227,14 @@ class TumRgbdReader(FrameReader):
                                f"{max_time_difference} s")
 
         K = self._intrinsics(intrinsics, rgb_paths[keep[0]])
+        lens = self._lens(intrinsics)
+        self._undistorter: Undistorter | None = None
+        if undistort and lens is not None:
+            self._undistorter = Undistorter(K, lens, TUM_IMAGE_HW)
+            lens = None
         frames = [Frame(sequence=self.root.name, index=position, stamp=float(rgb_stamps[i]), image=rgb_paths[i],
-                        K=K, depth=depth_paths[i] if depth_paths else None, T_world_cam=poses.get(int(i)))
+                        K=K, depth=depth_paths[i] if depth_paths else None, T_world_cam=poses.get(int(i)),
+                        distortion=lens)
                   for position, i in enumerate(keep)]
         super().__init__([frames], has_depth=with_depth, has_poses=with_poses, source=str(self.root))
 
@@ -241,7 +263,22 @@ class TumRgbdReader(FrameReader):
                                f"{source} are for {size_hw[1]}x{size_hw[0]}")
         return K
 
+    def _lens(self, intrinsics: np.ndarray | None) -> LensDistortion | None:
+        """The published distortion of the TUM sensor when the calibration comes from TUM's table, else None."""
+        if intrinsics is not None or (self.root / INTRINSICS_FILE).is_file():
+            return None
+        lens = LensDistortion(PLUMB_BOB, TUM_DISTORTION[tum_sensor_of(self.root)])
+        return None if lens.is_zero else lens
+
+    def load_rgb(self, frame: Frame) -> np.ndarray:
+        image = load_rgb(frame.image)
+        self._check_image_size(frame, image.shape[:2])
+        return image if self._undistorter is None else self._undistorter.rectify_image(image)
+
     def load_depth(self, frame: Frame) -> np.ndarray:
         if frame.depth.suffix == ".npy":
-            return load_depth_npy(frame.depth)
-        return load_depth_png(frame.depth, self.depth_scale)
+            depth = load_depth_npy(frame.depth)
+        else:
+            depth = load_depth_png(frame.depth, self.depth_scale)
+        # TUM's depth is registered to the colour image as stored, so it takes the colour image's map.
+        return depth if self._undistorter is None else self._undistorter.rectify_depth(depth)

@@ -154,3 +154,27 @@ def test_bad_sequences(tmp_path, jittered_sequence):
     truncate(sorted((folder / "rgb").iterdir())[0])
     with pytest.raises(DatasetError, match=r"\.png: cannot decode image"):
         TumRgbdReader(folder)  # the first frame is decoded to check the intrinsics' size
+
+
+def test_published_distortion_of_the_sensor_is_removed_from_rgb_and_depth(tmp_path):
+    stamps = 1305031102.0 + np.arange(2) / 30.0
+    folder = tmp_path / "rgbd_dataset_freiburg1_xyz"
+    write_tum(folder, stamps, stamps, stamps, image_hw=(480, 640), intrinsics_line=None)
+    # A checkerboard of 40-pixel squares: fr1's lens (k1 = 0.26) moves its corners by pixels, not its centre.
+    v, u = np.mgrid[0:480, 0:640]
+    board = (((u // 40 + v // 40) % 2) * 255).astype(np.uint8)
+    raw_frame = sorted((folder / "rgb").iterdir())[0]
+    write_rgb(raw_frame, np.repeat(board[:, :, None], 3, axis=2))
+    rectified_reader, raw_reader = TumRgbdReader(folder), TumRgbdReader(folder, undistort=False)
+    frame, raw = rectified_reader.sequences[0][0], raw_reader.sequences[0][0]
+    assert frame.distortion is None and raw.distortion.model == "plumb_bob"
+    assert raw.distortion.coefficients == (0.2624, -0.9531, -0.0054, 0.0026, 1.1633)
+    np.testing.assert_array_equal(frame.K, raw.K)  # the rectified camera keeps TUM's K
+    rectified, stored = rectified_reader.load_rgb(frame)[..., 0], raw_reader.load_rgb(raw)[..., 0]
+    np.testing.assert_array_equal(stored, board)
+    centre = (slice(200, 280), slice(280, 360))
+    wrong = np.abs(rectified.astype(int) - board) > 127
+    assert wrong[centre].mean() < 0.02  # little distortion near the principal point
+    assert wrong[:80, :80].mean() > 0.1  # squares moved in the corner
+    depth = rectified_reader.load_depth(frame)
+    assert depth[240, 320] == 1.0 and set(np.unique(depth)) <= {0.0, 1.0}  # nearest: no blended depths
