@@ -38,6 +38,9 @@ EXAMPLES = {
   python -m rosbag_tools synth2bag --suite handheld --split test --seed 910 -o handheld_910
   # a sequence rendered on the fly (nothing cached)
   python -m rosbag_tools synth2bag --scene room --motion handheld --frames 60 --size 320x240 --seed 3 -o room3
+  # the same through a barrel-distorting lens (plumb_bob k1 k2 p1 p2 k3 in CameraInfo)
+  python -m rosbag_tools synth2bag --scene room --motion handheld --frames 60 --seed 3 -o room3_lens \\
+      --distortion -0.25 0.07 0.001 -0.0005 0
   # a synthetic sequence folder in TUM layout
   python -m rosbag_tools synth2bag --sequence ~/.cache/priordepth/suites/handheld-v1/test/seed_0910 -o h910""",
     "bag2frames": """examples:
@@ -149,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--frames", type=_positive_int, default=100, help="--scene: number of frames (default 100)")
     synth.add_argument("--size", type=parse_size, help="--scene: WIDTHxHEIGHT (default 640x192 street, 320x240 room)")
     synth.add_argument("--fps", type=_positive_float, help="--scene: frame rate (default: the motion's)")
+    synth.add_argument("--distortion", type=float, nargs=5, metavar=("K1", "K2", "P1", "P2", "K3"),
+                       help="record the images through a plumb_bob lens with these coefficients (CameraInfo carries "
+                            "them; readers that rectify get the pinhole images back)")
     _add_bag_output_options(synth)
 
     frames = _subparser(subparsers, "bag2frames", "rosbag2 -> training sequence in TUM layout (+ intrinsics.txt)")
@@ -224,6 +230,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             width, height = args.size or {"street": (640, 192)}.get(args.scene, (320, 240))
             sequence = sources.synthetic_rendered_sequence(args.scene, args.motion, args.frames, width, height,
                                                            args.seed or 0, args.fps)
+        if args.distortion:
+            sequence = sources.with_lens(sequence, tuple(args.distortion))
         _write(args, sequence)
     elif args.command == "bag2frames":
         from .bag_to_frames import extract_frames

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from priordepth_core.data import (
@@ -31,6 +32,7 @@ from priordepth_core.data.kitti_odometry import CAMERA_FOLDERS, camera_from_cam0
 from priordepth_core.data.kitti_raw import calib_entry, read_calib_file
 from priordepth_core.data.synthetic import Renderer, SequenceSpec, ensure_suite, load_manifest, make_sequence
 from priordepth_core.data.synthetic.sequence import render_frames
+from priordepth_core.geometry.distortion import PLUMB_BOB, LensDistortion, Undistorter
 
 NO_DISTORTION = (0.0, 0.0, 0.0, 0.0, 0.0)
 
@@ -258,3 +260,32 @@ def synthetic_rendered_sequence(scene: str, motion: str, frames: int, width: int
     return CameraSequence(name=f"{scene}-{motion}-seed_{seed:04d}", K=sequence.K,
                           stamps=np.asarray(sequence.trajectory.stamps, dtype=np.float64), frames=pixels,
                           T_world_cam=sequence.trajectory.T_world_cam, has_depth=True)
+
+
+def with_lens(sequence: CameraSequence, distortion: tuple[float, ...]) -> CameraSequence:
+    """``sequence`` (pinhole images) as a camera with plumb_bob ``distortion`` (k1 k2 p1 p2 k3) would record it.
+
+    Every image (and depth map, nearest) is warped by the lens model of :mod:`priordepth_core.geometry.distortion`;
+    K stays the camera's, and the bag's CameraInfo carries the coefficients, so a reader that rectifies gets the
+    pinhole images back. For testing undistortion end to end with exact ground truth.
+
+    Raises:
+        ValueError: the sequence is already distorted, or the coefficients are not 4 or 5 finite numbers.
+    """
+    if any(sequence.distortion):
+        raise ValueError(f"{sequence.name}: images already carry distortion {sequence.distortion}; a lens is added "
+                         "to pinhole images only")
+    lens = LensDistortion(PLUMB_BOB, tuple(distortion))
+    if lens.is_zero:
+        return sequence
+
+    def pixels() -> Iterator[FramePixels]:
+        undistorter = None
+        for rgb, depth in sequence.frames():
+            if undistorter is None:
+                undistorter = Undistorter(sequence.K, lens, rgb.shape[:2])
+            yield (undistorter.distort_image(rgb),
+                   None if depth is None else undistorter.distort_image(depth, interpolation=cv2.INTER_NEAREST))
+
+    coefficients = lens.coefficients + (0.0,) * (5 - len(lens.coefficients))
+    return replace(sequence, frames=pixels, distortion=coefficients, name=f"{sequence.name}-distorted")
