@@ -1,6 +1,7 @@
 """Live camera -> priordepth_node (+ optional camera driver and RViz).
 
     ros2 launch priordepth_ros live.launch.py image:=/camera/image_raw camera_info:=/camera/camera_info
+    ros2 launch priordepth_ros live.launch.py model:=runs/my_robot/model.pt    # a model from priordepth-train-bag
     ros2 launch priordepth_ros live.launch.py camera_driver:=v4l2_camera video_device:=/dev/video0 rviz:=true
     ros2 launch priordepth_ros live.launch.py image:=/cam/image_raw/compressed image_transport:=compressed
 
@@ -38,6 +39,10 @@ def generate_launch_description() -> LaunchDescription:
                               description="the camera's sensor_msgs/CameraInfo topic"),
         DeclareLaunchArgument("image_transport", default_value="raw", choices=["raw", "compressed"],
                               description="type carried by the image topic"),
+        DeclareLaunchArgument("model", default_value="",
+                              description="the depth model: a packed model file (e.g. DIR/model.pt of "
+                                          "priordepth-train-bag) or a shipped model's name (driving, indoor); "
+                                          "'' = the default shipped model. Overrides params_file's checkpoint"),
         DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([config, "priordepth.yaml"]),
                               description="priordepth_node parameter file"),
         DeclareLaunchArgument("camera_driver", default_value="none", choices=["none", "v4l2_camera", "usb_cam"],
@@ -60,6 +65,7 @@ def generate_launch_description() -> LaunchDescription:
         Node(package=PACKAGE, executable="priordepth_node", name="priordepth", output="screen",
              parameters=[LaunchConfiguration("params_file"),
                          {"image_transport": LaunchConfiguration("image_transport"),
+                          "checkpoint": LaunchConfiguration("model"),
                           "use_sim_time": LaunchConfiguration("use_sim_time")}],
              remappings=[("image", image), ("camera_info", camera_info)]),
         Node(package="rviz2", executable="rviz2", name="rviz2", condition=IfCondition(LaunchConfiguration("rviz")),

@@ -2,6 +2,7 @@
 
     ros2 launch priordepth_ros replay.launch.py bag:=fr1_xyz
     ros2 launch priordepth_ros replay.launch.py bag:=drive_0001 rate:=0.5 rviz:=false
+    ros2 launch priordepth_ros replay.launch.py bag:=my_robot model:=runs/my_robot/model.pt
     ros2 launch priordepth_ros replay.launch.py bag:=fr1_xyz player:=rosbag_tools   # without ros2 bag
 
 Bags written by `python -m rosbag_tools kitti2bag|tum2bag|synth2bag` carry /camera/image and /camera/camera_info (the
@@ -41,6 +42,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("image", default_value="/camera/image", description="image topic in the bag"),
         DeclareLaunchArgument("camera_info", default_value="/camera/camera_info",
                               description="CameraInfo topic in the bag"),
+        DeclareLaunchArgument("model", default_value="",
+                              description="the depth model: a packed model file (e.g. DIR/model.pt of "
+                                          "priordepth-train-bag) or a shipped model's name (driving, indoor); "
+                                          "'' = the default shipped model. Overrides params_file's checkpoint"),
         DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([config, "priordepth.yaml"]),
                               description="priordepth_node parameter file"),
         DeclareLaunchArgument("rviz", default_value="true", description="start RViz with config/priordepth.rviz"),
@@ -49,7 +54,8 @@ def generate_launch_description() -> LaunchDescription:
         SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE",
                                PathJoinSubstitution([config, "fastdds_large_data.xml"])),
         Node(package=PACKAGE, executable="priordepth_node", name="priordepth", output="screen",
-             parameters=[LaunchConfiguration("params_file"), {"use_sim_time": True}],
+             parameters=[LaunchConfiguration("params_file"),
+                         {"use_sim_time": True, "checkpoint": LaunchConfiguration("model")}],
              remappings=[("image", image), ("camera_info", camera_info)]),
         # The node needs a moment to load the model; --wait-for / --delay keep the first frames from going nowhere.
         ExecuteProcess(cmd=["ros2", "bag", "play", bag, "--rate", rate, "--clock", "--delay", "3.0"],

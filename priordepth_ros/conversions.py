@@ -31,6 +31,7 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from priordepth_core.geometry.distortion import LensDistortion, Undistorter, UndistorterCache
 from priordepth_core.geometry.se3 import quaternion_xyzw_from_rotation_np, rotation_from_quaternion_xyzw_np, se3_log_np
 
 # Encodings accepted on the image input: channels and the OpenCV conversion to RGB (None: already RGB).
@@ -190,6 +191,35 @@ def camera_info_intrinsics(message: CameraInfo, use_projection: bool = False) ->
         raise ConversionError(f"CameraInfo {name} puts the principal point ({cx:g}, {cy:g}) outside the "
                               f"{message.width}x{message.height} image; is it the calibration of another resolution?")
     return K
+
+
+def camera_info_undistorter(message: CameraInfo, use_projection: bool = False,
+                            cache: UndistorterCache | None = None) -> Undistorter:
+    """The rectification of a CameraInfo's camera (:mod:`priordepth_core.geometry.distortion`).
+
+    Raw images (``use_projection`` False) are rectified with ``distortion_model`` and ``d`` to the camera of ``P``
+    (as ``image_proc`` does; K where P is empty or not a pinhole); rectified topics (``use_projection``) are the
+    identity with ``P``'s intrinsics. ``rectified_K`` is the camera of the images the pipeline then sees.
+
+    Raises:
+        ConversionError: as :func:`camera_info_intrinsics`, or an unsupported distortion model or coefficient count.
+    """
+    K = camera_info_intrinsics(message, use_projection)
+    size_hw = (int(message.height), int(message.width))
+    lens = None
+    rectified_K = None
+    if not use_projection:
+        try:
+            lens = LensDistortion.from_camera_info(message.distortion_model, message.d)
+        except ValueError as error:
+            raise ConversionError(f"CameraInfo distortion: {error}") from None
+        try:
+            rectified_K = camera_info_intrinsics(message, use_projection=True)
+        except ConversionError:  # many drivers leave P zero for an uncalibrated or pinhole camera
+            rectified_K = None
+    if cache is None:
+        return Undistorter(K, lens, size_hw, rectified_K)
+    return cache.get(K, lens, size_hw, rectified_K)
 
 
 def camera_info_message(K: np.ndarray, width: int, height: int, header: Header,

@@ -15,7 +15,13 @@ Robustness: a bad message (unsupported encoding, empty or inconsistent image, mi
 exception in the pipeline skips that frame with a throttled log line and a diagnostics count; nothing is published
 for it and the node keeps running. Log lines are throttled per cause, so one repeating problem never hides another.
 A CameraInfo whose K cannot describe its image (no size, fx or fy not positive or not finite, principal point outside
-the image) is refused and the last good one of that camera stays in use. Image stamps must increase: a repeated or
+the image, an unsupported distortion model) is refused and the last good one of that camera stays in use.
+
+Lens distortion: a CameraInfo with non-zero ``d`` (plumb_bob, rational_polynomial or equidistant) makes the node
+rectify each image before the pipeline (OpenCV maps built once per camera, :mod:`priordepth_core.geometry.distortion`)
+to the camera of ``P`` (as ``image_proc`` does); depth, keypoints and pictures are then in the rectified image, and
+``~/depth/camera_info`` describes it (K = P, no distortion). With ``use_rectified_projection`` the input is taken as
+already rectified. Image stamps must increase: a repeated or
 slightly older stamp drops the frame; a jump back of more than STAMP_JUMP_BACK_TOLERANCE_S (a looping bag, a
 restarted source) restarts odometry and path at the identity and reports the reset on /diagnostics. A change of
 image size is warned about once per change; the pipeline re-initialises tracking at the new size.
@@ -44,13 +50,15 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
+from priordepth_core.geometry.distortion import Undistorter, UndistorterCache
 from priordepth_core.geometry.se3 import invert_transform_np, rotation_from_quaternion_xyzw_np
 from priordepth_core.inference import LOST_VARIANCE, BackendUnavailableError, FrameResult, Pipeline
 
 from . import qos, topics
 from .conversions import (
     ConversionError,
-    camera_info_intrinsics,
+    camera_info_message,
+    camera_info_undistorter,
     camera_info_with_header,
     check_image_layout,
     compressed_image_to_rgb,
@@ -112,10 +120,11 @@ class _Pictures:
 
 @dataclass
 class _CameraInfoEntry:
-    """A CameraInfo whose K fits its image size."""
+    """A CameraInfo whose K fits its image size, and the rectification of its images (K is the rectified one)."""
 
     message: CameraInfo
     K: np.ndarray
+    undistorter: Undistorter
 
     @property
     def size(self) -> tuple[int, int]:
@@ -143,6 +152,7 @@ class PriorDepthNode(Node):
         self._camera_infos: dict[str, dict[tuple[int, int], _CameraInfoEntry]] = {}
         self._camera_info_refusals: dict[str, str] = {}  # why the newest CameraInfo of a frame was refused
         self._camera_info_lock = threading.Lock()
+        self._undistorters = UndistorterCache()  # rectification maps, built once per camera
         self._drift_warned: set[str] = set()
         self._mount_published: set[str] = set()
         self._log_times: dict[str, tuple[float, int]] = {}
@@ -271,7 +281,7 @@ class PriorDepthNode(Node):
     def _on_camera_info(self, message: CameraInfo) -> None:
         frame_id = message.header.frame_id or self.settings.camera_frame
         try:
-            K = camera_info_intrinsics(message, self.settings.use_rectified_projection)
+            undistorter = camera_info_undistorter(message, self.settings.use_rectified_projection, self._undistorters)
         except ConversionError as error:
             with self._camera_info_lock:
                 self._camera_info_refusals[frame_id] = str(error)
@@ -285,7 +295,7 @@ class PriorDepthNode(Node):
             else:
                 self._log_throttled(f"{problem}; images of this camera are skipped until a good one arrives")
             return
-        entry = _CameraInfoEntry(message, K)
+        entry = _CameraInfoEntry(message, undistorter.rectified_K, undistorter)
         with self._camera_info_lock:
             self._camera_info_refusals.pop(frame_id, None)
             sizes = self._camera_infos.setdefault(frame_id, {})
@@ -419,6 +429,7 @@ class PriorDepthNode(Node):
             size_change = (f"image size of frame {frame_id!r} changed from {self._image_size[0]}x"
                            f"{self._image_size[1]} to {width}x{height}")
 
+        rgb = info.undistorter.rectify_image(rgb)
         try:
             result = self.pipeline.process(rgb, info.K, stamp)
         except ValueError as error:  # bad input the pipeline refuses, state unchanged
@@ -426,7 +437,7 @@ class PriorDepthNode(Node):
             return
         processed, processed_cpu = time.perf_counter(), time.thread_time()
 
-        self._publish(result, header, info.message, rgb, settings)
+        self._publish(result, header, info, rgb, settings)
         published, published_cpu = time.perf_counter(), time.thread_time()
         self._previous_stamp_ns = stamp_ns
         self._image_size = (width, height)
@@ -453,12 +464,12 @@ class PriorDepthNode(Node):
         self._previous_state = state
 
     # ------------------------------------------------------------------------------------------------ outputs
-    def _publish(self, result: FrameResult, header: Header, info: CameraInfo, rgb: np.ndarray,
+    def _publish(self, result: FrameResult, header: Header, info: _CameraInfoEntry, rgb: np.ndarray,
                  settings: NodeSettings) -> None:
         if settings.publish_depth:
             self._depth_publisher.publish(depth_to_image(result.depth, header))
         if settings.publish_depth_camera_info:
-            self._depth_info_publisher.publish(camera_info_with_header(info, header))
+            self._depth_info_publisher.publish(self._depth_camera_info(info, header))
         if settings.publish_keypoints:
             self._keypoints_publisher.publish(points_to_pointcloud2(result.points_camera, header,
                                                                     result.keypoint_scores))
@@ -469,6 +480,13 @@ class PriorDepthNode(Node):
         matches = settings.publish_matches and self._matches_publisher.get_subscription_count() > 0
         if colored or matches:
             self._pictures.put(_Pictures(result, rgb, header, colored, matches))
+
+    @staticmethod
+    def _depth_camera_info(info: _CameraInfoEntry, header: Header) -> CameraInfo:
+        """The depth image's camera: the input CameraInfo, or after rectification the pinhole it was rectified to."""
+        if info.undistorter.is_identity:
+            return camera_info_with_header(info.message, header)
+        return camera_info_message(info.K, info.message.width, info.message.height, header)
 
     def _paint(self) -> None:
         """Painting thread: visualisation images, off the path of depth, odometry and TF (newest frame only)."""

@@ -70,7 +70,8 @@ class ParameterSpec:
 class NodeSettings:
     """The node's own settings (everything that is not the pipeline's)."""
 
-    # Packaged inference model or trainer checkpoint; "" = the model shipped in priordepth_core.
+    # Packaged inference model (e.g. DIR/model.pt of priordepth-train-bag) or trainer checkpoint, or the name of a
+    # model shipped in priordepth_core (driving, indoor); "" = the default shipped model (driving).
     checkpoint: str = ""
     # "raw": the image topic carries sensor_msgs/Image (rgb8, bgr8, mono8, rgba8, bgra8); "compressed":
     # sensor_msgs/CompressedImage (JPEG/PNG), e.g. image:=/camera/image_raw/compressed.

@@ -4,9 +4,11 @@ interchangeable network runtimes (PyTorch, ONNX Runtime, TensorRT), and the smal
 from .backends import BackendUnavailableError, NetworkBackend, create_backend
 from .config import PipelineConfig
 from .model_file import (
+    SHIPPED_MODELS,
     InferenceModel,
     default_checkpoint_path,
     load_inference_model,
+    model_path,
     pack_inference_model,
     save_inference_model,
     untrained_inference_model,
@@ -16,6 +18,7 @@ from .result import TIMING_STAGES, FrameResult, TrackingState
 
 __all__ = [
     "LOST_VARIANCE",
+    "SHIPPED_MODELS",
     "TIMING_STAGES",
     "BackendUnavailableError",
     "FrameResult",
@@ -27,6 +30,7 @@ __all__ = [
     "create_backend",
     "default_checkpoint_path",
     "load_inference_model",
+    "model_path",
     "pack_inference_model",
     "save_inference_model",
     "untrained_inference_model",

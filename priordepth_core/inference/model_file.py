@@ -44,9 +44,35 @@ EXPECTED_MODEL_FILE = ("a packed inference model (python -m priordepth_core.infe
                        "priordepth_core/assets/priordepth_lite.pt) or a trainer checkpoint (runs/<name>/last.pt)")
 
 
+# Names a user may give instead of a path (the node's model:=driving): the packed models in ASSETS_DIR by use. A
+# name whose file is not shipped yet is refused with the list of shipped ones.
+SHIPPED_MODELS = {"driving": DEFAULT_MODEL_NAME, "indoor": "priordepth_indoor.pt"}
+
+
 def default_checkpoint_path() -> Path:
     """The inference model shipped inside the package (``priordepth_core/assets/priordepth_lite.pt``)."""
     return ASSETS_DIR / DEFAULT_MODEL_NAME
+
+
+def model_path(model: str | Path | None) -> Path:
+    """The file of a model given by path, by shipped name (:data:`SHIPPED_MODELS`: ``driving``, ``indoor``), or
+    None / "" for the default shipped model.
+
+    Raises:
+        FileNotFoundError: a shipped name whose file this package does not hold (the message lists those it does).
+    """
+    if model is None or str(model) == "":
+        return default_checkpoint_path()
+    name = str(model)
+    if name not in SHIPPED_MODELS:
+        return Path(model)
+    path = ASSETS_DIR / SHIPPED_MODELS[name]
+    if not path.is_file():
+        shipped = [n for n, file in SHIPPED_MODELS.items() if (ASSETS_DIR / file).is_file()]
+        raise FileNotFoundError(f"no {name!r} model is shipped in this version ({ASSETS_DIR} lacks "
+                                f"{SHIPPED_MODELS[name]}); shipped: {', '.join(shipped) or 'none'}; or give the path "
+                                "of a packed model, e.g. the DIR/model.pt of priordepth-train-bag")
+    return path
 
 
 @dataclass

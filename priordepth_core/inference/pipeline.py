@@ -41,7 +41,7 @@ from ..pose import PoseSourceSettings, build_pose_source
 from .backends import NetworkBackend, create_backend
 from .config import PipelineConfig
 from .ground_plane import estimate_camera_height
-from .model_file import InferenceModel, default_checkpoint_path, load_inference_model
+from .model_file import InferenceModel, load_inference_model, model_path
 from .odometry import orthonormalise, propagate, relative_covariance_from_pnp, rotate_covariance
 from .relative_pose import RelativePose, estimate_relative_pose
 from .result import TIMING_STAGES, FrameResult, TrackingState
@@ -123,7 +123,7 @@ class Pipeline:
         config = PipelineConfig() if config is None else config
         config.validate()
         self.config = config
-        self.checkpoint = Path(checkpoint) if checkpoint is not None else default_checkpoint_path()
+        self.checkpoint = model_path(checkpoint)  # a path, a shipped name (driving, indoor) or None: the default
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
         self.model: InferenceModel = load_inference_model(self.checkpoint, config.keypoint_checkpoint or None)

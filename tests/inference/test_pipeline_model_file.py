@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from priordepth_core.inference import default_checkpoint_path, load_inference_model
+from priordepth_core.inference import SHIPPED_MODELS, default_checkpoint_path, load_inference_model, model_path
 from priordepth_core.inference.model_file import INFERENCE_MODEL_FORMAT, MAX_PACKAGED_BYTES
 from priordepth_core.inference.pack import main as pack_main
 from priordepth_core.models import KeypointNet
@@ -155,3 +155,11 @@ def test_keypoint_checkpoint_is_not_a_depth_model(tmp_path):
                 "config": {"descriptor_dim": 24, "lite": True}, "step": 3}, keypoints)
     with pytest.raises(ValueError, match="is a KeypointNet checkpoint and holds no DepthNet; expected a packed"):
         load_inference_model(keypoints)
+
+
+def test_shipped_models_by_name():
+    assert model_path("driving") == default_checkpoint_path() == model_path("") == model_path(None)
+    assert model_path("runs/x/model.pt") == Path("runs/x/model.pt")
+    if not (default_checkpoint_path().parent / SHIPPED_MODELS["indoor"]).is_file():
+        with pytest.raises(FileNotFoundError, match=r"no 'indoor' model is shipped in this version.*shipped: driving"):
+            model_path("indoor")

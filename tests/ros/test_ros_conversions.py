@@ -208,3 +208,19 @@ def test_stamps_convert_exactly():
     stamp = Time(sec=1_700_000_000, nanosec=123_456_789)
     assert c.stamp_to_nanoseconds(stamp) == 1_700_000_000_123_456_789
     assert abs(c.stamp_to_seconds(stamp) - 1_700_000_000.123456789) < 1e-6
+
+
+def test_camera_info_undistorter_rectifies_raw_images_to_the_camera_of_P():
+    K = np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]])
+    info = c.camera_info_message(K, 320, 240, HEADER, distortion=np.array([-0.25, 0.07, 0.001, -0.0005, 0.0]))
+    undistorter = c.camera_info_undistorter(info)
+    assert not undistorter.is_identity and 0.9 < undistorter.valid_fraction <= 1.0
+    np.testing.assert_array_equal(undistorter.rectified_K, K)  # P = [K | 0]
+    corner = undistorter.undistort_points([[5.0, 5.0]])
+    assert np.linalg.norm(corner - [5.0, 5.0]) > 5  # barrel: a corner pixel comes from further out
+    # image_rect topics (use_projection) are rectified already: nothing to do.
+    assert c.camera_info_undistorter(info, use_projection=True).is_identity
+    assert c.camera_info_undistorter(c.camera_info_message(K, 320, 240, HEADER)).is_identity
+    info.distortion_model = "kannala_brandt"
+    with pytest.raises(c.ConversionError, match=r"unsupported lens distortion model 'kannala_brandt'.*equidistant"):
+        c.camera_info_undistorter(info)
