@@ -101,5 +101,6 @@ setup(
         "priordepth-infer = priordepth_core.infer.__main__:main",
         "priordepth-export = priordepth_core.export.__main__:main",
         "priordepth-pack-model = priordepth_core.inference.pack:main",
+        "priordepth-train-bag = priordepth_core.train.from_bag:main",
     ]},
 )

@@ -53,6 +53,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         f"{CORE}.infer",
         f"{CORE}.data.synthetic.__main__",
         f"{CORE}.train.__main__",
+        f"{CORE}.train.from_bag",
         f"{CORE}.export.__main__",
         f"{CORE}.evaluate.__main__",
         f"{CORE}.evaluate.curves",

@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..geometry.distortion import LensDistortion
+from ..geometry.distortion import LensDistortion, Undistorter
 from .errors import DatasetError
 
 
@@ -104,6 +104,10 @@ class FrameReader:
     def load_depth(self, frame: Frame) -> np.ndarray:
         """(H, W) float32 metres (0 = invalid) of a frame with depth."""
         return load_depth_npy(frame.depth)
+
+    def undistorter_of(self, frame: Frame) -> Undistorter | None:
+        """The rectification :meth:`load_rgb` applies to a frame's stored pixels, or None (stored as a pinhole)."""
+        return None
 
     def _check_image_size(self, frame: Frame, image_hw: tuple[int, int]) -> None:
         """Raise :class:`DatasetError` when a frame's size differs from its sequence's first frame.

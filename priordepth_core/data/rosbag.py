@@ -237,6 +237,9 @@ class RosbagReader(FrameReader):
             self._reader_pid = os.getpid()
         return self._reader
 
+    def undistorter_of(self, frame: Frame) -> Undistorter | None:
+        return self._undistorters[frame.index]
+
     def load_rgb(self, frame: Frame) -> np.ndarray:
         if frame.index in self._cache:
             return self._cache[frame.index]

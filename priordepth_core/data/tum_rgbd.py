@@ -270,6 +270,9 @@ class TumRgbdReader(FrameReader):
         lens = LensDistortion(PLUMB_BOB, TUM_DISTORTION[tum_sensor_of(self.root)])
         return None if lens.is_zero else lens
 
+    def undistorter_of(self, frame: Frame) -> Undistorter | None:
+        return self._undistorter
+
     def load_rgb(self, frame: Frame) -> np.ndarray:
         image = load_rgb(frame.image)
         self._check_image_size(frame, image.shape[:2])
