@@ -399,7 +399,7 @@ def experiment_config(data: dict[str, Any], kind: str, size_hw: tuple[int, int],
     batch = min(KIND_DEFAULTS[kind]["optim"]["batch_size"], max(1, frames - 2))
     steps = max_steps or (frames - 2) // batch * KIND_DEFAULTS[kind]["optim"]["epochs"]
     layers = [KIND_DEFAULTS[kind], DEFAULT_POSE_OVERRIDES, {
-        "name": out_dir.name or "from_bag",
+        "name": out_dir.parent.name or "from_bag",
         "data": {**data, "height": height, "width": width},
         "optim": {"batch_size": batch, "max_steps": max_steps},
         # A learning curve of about 50 points whatever the length; checkpoints for Ctrl-C at least every 250 steps.
@@ -507,6 +507,9 @@ def write_report(path: Path, summary: RecordingSummary, config: ExperimentConfig
     rows = "\n".join(f"| {c.name} | {c.value} | {'ok' if c.passed else ('warning' if c.warning else 'FAILED')} |"
                      for c in summary.checks)
     K = summary.K
+    pose = metrics.get("pose", {})
+    pose_text = (f"; against the recording's ground truth: ATE {pose['ate_rmse_m']:.4f} m (sim3) over "
+                 f"{pose['path_length_m']:.2f} m" if "ate_rmse_m" in pose else "")
     loss_text = (f"{points[0][1]:.4f} at step {points[0][0]} -> {points[-1][1]:.4f} at step {points[-1][0]}"
                  if points else "no loss logged")
     text = f"""# PriorDepth on your camera: {summary.source}
@@ -544,8 +547,8 @@ Command: `{command}`
 
 ## Depth and trajectory (the offline runner with model.pt)
 
-{metrics.get('frames', '?')} frames at {metrics.get('fps', float('nan')):.1f} FPS; tracking
-{json.dumps(metrics.get('tracking', {}))}.
+{metrics.get('frames', '?')} frames at {metrics.get('speed', {}).get('fps', float('nan')):.1f} FPS; tracking states
+{json.dumps(metrics.get('tracking', {}))}{pose_text}.
 
 ![depth](report/run/overview.png)
 
