@@ -15,6 +15,13 @@ matches the KeypointNet's top-300 keypoints exactly as the trainer does, and pri
 
 Errors are medians over the pairs: rotation (degrees), translation direction (degrees) and, for PnP, the ratio of the
 solved to the true translation length (1 = the depth's scale is right).
+
+    python experiments/pose_diagnostics.py --fixed-point config/train/runs/driving_priordepth.yaml [--pairs 12]
+
+instead prints the fixed-point guard (priordepth_core/train/fixed_point.py) on held-out test samples of that config
+(with its match cache and context choice): per pose source, the photometric error of the warp with the true depth and
+with a flat depth, each with the pose the source gives for that depth, and the margin flat / true - 1 (> 0: the loss
+can tell the true depth from a flat one).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from priordepth_core.losses.sparse_prior import sample_depth_at
 from priordepth_core.models import KeypointNet
 from priordepth_core.train.checkpoint import load_checkpoint
 from priordepth_core.train.config import load_config
+from priordepth_core.train.fixed_point import depth_hypothesis_losses, fixed_point_margin
 from priordepth_core.train.keypoints import load_keypoint_net
 
 
@@ -51,11 +59,27 @@ def _keypoint_net_from_checkpoint(path: str):
     return net.eval()
 
 
+def print_fixed_point(config_path: str, samples: int) -> int:
+    config = load_config(config_path)
+    dataset = build_split(config.data, "test")
+    step = max(1, len(dataset) // samples)
+    batch = default_collate([dataset[i] for i in range(0, len(dataset), step)][:samples])
+    losses = depth_hypothesis_losses(batch)
+    print(f"{config_path}: {len(batch['image'])} test samples, context offsets "
+          f"{batch['context_offsets'].tolist()[:4]}...\n")
+    print("| pose source | error, true depth | error, flat depth | margin flat/true - 1 |")
+    print("|---|---|---|---|")
+    for source, by_depth in losses.items():
+        print(f"| {source} | {by_depth['true']:.4f} | {by_depth['flat']:.4f} | {fixed_point_margin(by_depth):.2f} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", required=True, choices=("driving", "handheld", "indoor-slow"))
-    parser.add_argument("--height", type=int, required=True)
-    parser.add_argument("--width", type=int, required=True)
+    parser.add_argument("--suite", choices=("driving", "handheld", "indoor-slow"))
+    parser.add_argument("--height", type=int)
+    parser.add_argument("--width", type=int)
+    parser.add_argument("--fixed-point", metavar="CONFIG", help="print the fixed-point guard for this training config")
     parser.add_argument("--offset", type=int, default=1, help="context frame offset of each pair")
     parser.add_argument("--pairs", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
@@ -63,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", action="append", default=[], help="a trainer checkpoint whose DepthNet lifts")
     parser.add_argument("--threshold-px", type=float, default=2.0)
     args = parser.parse_args(argv)
+    if args.fixed_point:
+        return print_fixed_point(args.fixed_point, args.pairs)
+    if args.suite is None or args.height is None or args.width is None:
+        parser.error("--suite, --height and --width are required (or --fixed-point CONFIG)")
 
     config = load_config(overrides=[f"data.suite={args.suite}", f"data.height={args.height}",
                                     f"data.width={args.width}", f"data.context_offsets=[{args.offset}]"])

@@ -1,7 +1,7 @@
 """Run PriorDepth over a recorded sequence and write depth, matches, the trajectory, plots and metrics.
 
     python -m priordepth_core.infer --input <TUM folder | KITTI sequence/drive | rosbag2 | suite:NAME[:SPLIT[:SEED]]>
-        --out DIR [--checkpoint C] [--config PIPELINE.yaml] [--set FIELD=VALUE ...]
+        --out DIR [--model driving|indoor|FILE] [--config PIPELINE.yaml] [--set FIELD=VALUE ...]
         [--backend torch|onnxruntime|tensorrt] [--scale-mode relative|camera_height] ...
 
 Examples:
@@ -9,7 +9,7 @@ Examples:
     python -m priordepth_core.infer --input suite:driving:test:900 --out runs/infer/driving_900 --backend onnxruntime
     python -m priordepth_core.infer --input rgbd_dataset_freiburg1_xyz --out runs/infer/fr1_xyz
     python -m priordepth_core.infer --input drive.mcap --image-topic /cam/image_raw --out runs/infer/drive
-    python -m priordepth_core.infer --input suite:handheld --out runs/infer/handheld --set min_inliers=30
+    python -m priordepth_core.infer --input suite:handheld --out runs/infer/handheld --model indoor
 
 The pipeline's settings are the fields of ``priordepth_core.inference.PipelineConfig`` (the ROS node's parameters):
 its defaults (with one thread per network), then a YAML file of fields (``--config``), then the shorthand flags
@@ -69,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing output folder of this runner's (holding its .priordepth-infer "
                              "marker) when done")
-    parser.add_argument("--checkpoint", type=Path, help="packaged model or trainer checkpoint (default: shipped)")
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--model", dest="checkpoint", metavar="NAME_OR_FILE",
+                       help="a shipped model (driving, indoor) or a packed model file (default: driving)")
+    model.add_argument("--checkpoint", help="packaged model or trainer checkpoint (= --model)")
     parser.add_argument("--config", type=Path, metavar="FILE",
                         help="YAML file of PipelineConfig fields, one per line (e.g. \"min_inliers: 30\")")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
