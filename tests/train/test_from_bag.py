@@ -136,7 +136,7 @@ def test_twenty_steps_give_a_model_the_runner_runs_on_every_frame(lens_bag, tmp_
                             "--set", "run.num_threads=1", "--report-frames", "0"])
     assert status == 0
     model = load_inference_model(out / "model.pt")
-    assert model.input_size == (HEIGHT, WIDTH) and model.provenance["pose_source"] == "posenet"
+    assert model.input_size == (HEIGHT, WIDTH) and model.provenance["pose_source"] == "priordepth"
     assert model.provenance["step"] == 20
     run = out / "report" / "run"
     metrics = json.loads((run / "metrics.json").read_text())
