@@ -71,6 +71,31 @@ class PipelineConfig:
     # Frames to keep matching against the last well-tracked frame after losing track before re-anchoring on the
     # newest frame (at the held pose).
     max_frames_lost_reference: int = ranged(10, 0, 100000)
+    # Frames are tracked against the last keyframe. A tracked frame becomes the new keyframe when its
+    # rotation-compensated parallax to the keyframe reaches this many network pixels (0 = every frame is a keyframe:
+    # frame-to-frame tracking)...
+    keyframe_parallax_px: float = ranged(8.0, 0.0, 1000.0)
+    # ...or when its inlier matches fall below this fraction of those of the first frame tracked against the
+    # keyframe (the view is moving away from the keyframe)...
+    keyframe_min_tracked_ratio: float = ranged(0.6, 0.0, 1.0)
+    # ...or at the latest this many frames after the keyframe.
+    keyframe_max_frames: int = ranged(15, 1, 100000)
+    # Refine each new keyframe by a sliding-window bundle adjustment (gtsam) over the last keyframes: poses and
+    # keypoint landmarks, robust reprojection errors, the predicted depth as a prior on each landmark.
+    window_ba: bool = True
+    # Keyframes in the bundle-adjustment window (the oldest is held fixed).
+    ba_window_keyframes: int = ranged(6, 2, 100)
+    # Relative standard deviation of the predicted depth in the window's depth prior (0.15 = 15 %); it sets how
+    # strongly the depth, the window's only source of scale, holds the landmarks.
+    ba_depth_sigma: float = ranged(0.15, 0.001, 10.0)
+    # Scale of the Cauchy loss on the window's reprojection residuals in network pixels (the noise is taken as 1 px):
+    # the pull of a mismatch fades beyond it.
+    ba_robust_px: float = ranged(2.0, 0.01, 100.0)
+    # Levenberg-Marquardt iterations per keyframe.
+    ba_max_iterations: int = ranged(10, 1, 1000)
+    # Stamps that go back in time start a new trajectory; a gap longer than this many seconds re-initialises
+    # tracking (the motion in the gap is unknown; the pose is kept as for keep_pose_on_reinit). 0 = no gap limit.
+    max_time_gap_s: float = ranged(1.0, 0.0, 1e6)
     # On an image size or intrinsics change: keep the odometry pose (True, re-anchor there) or restart at identity.
     keep_pose_on_reinit: bool = True
     # Threads for PyTorch / ONNX Runtime on the CPU; 0 leaves the library default (all cores). On a small or shared

@@ -5,13 +5,16 @@ Per frame (``Pipeline.process``)::
     image (H, W, 3) uint8, K -> resize to the network size (K scaled alike)
       -> DepthNet -> depth (network scale; x camera-height scale) -> upsampled to (H, W)
       -> KeypointNet -> best cells -> keypoints, scores, descriptors; lifted to 3D with the depth
-      -> mutual nearest-neighbour + ratio matching against the reference frame's descriptors
+      -> mutual nearest-neighbour + ratio matching against the last keyframe's descriptors
       -> the pose source ``pose_source`` (default ``pnp_essential``: PnP-RANSAC of the reference's lifted keypoints
          on the current keypoints, the essential matrix as fallback)
       -> T_ref_curr -> T_odom_curr, covariance, tracking state
+      -> keyframe decision (keyframes.py: parallax, tracked-match ratio, age); a new keyframe is refined by the
+         sliding-window bundle adjustment (window_ba.py, gtsam) over the last keyframes with the depth as a prior
 
-State kept between frames: the reference frame (normally the previous frame) with its keypoints, descriptors and
-lifted keypoints (never recomputed), its odometry pose and covariance, the last motion and the blur statistics.
+State kept between frames: the reference frame (the last keyframe; every frame with ``keyframe_parallax_px`` 0) with
+its keypoints, descriptors and lifted keypoints (never recomputed; refined by the window where it has landmarks), its
+odometry pose and covariance, the window of keyframes, the last motion, the last stamp and the blur statistics.
 
 Tracking states: OK with at least ``min_inliers`` inliers on a sharp, translating view; DEGRADED with fewer (but at
 least half), on a blurred frame, on pure rotation (the motion does not observe depth) or when only the pose source's
@@ -19,7 +22,7 @@ fallback (the essential matrix) worked; LOST below half or without a pose. While
 extrapolated, ``lost_motion``) with ``LOST_VARIANCE`` on the covariance diagonal, depth keeps coming, and the next
 frames are matched against the last well-tracked frame so the pose recovers exactly where it was; after
 ``max_frames_lost_reference`` frames the newest frame becomes the reference at the held pose (re-anchoring, said in
-``message``).
+``message``). Stamps going back start a new trajectory; a forward gap over ``max_time_gap_s`` re-initialises tracking.
 """
 
 from __future__ import annotations
@@ -41,10 +44,12 @@ from ..pose import PoseSourceSettings, build_pose_source
 from .backends import NetworkBackend, create_backend
 from .config import PipelineConfig
 from .ground_plane import estimate_camera_height
+from .keyframes import KeyframePolicy
 from .model_file import InferenceModel, load_inference_model, model_path
 from .odometry import orthonormalise, propagate, relative_covariance_from_pnp, rotate_covariance
 from .relative_pose import RelativePose, estimate_relative_pose
 from .result import TIMING_STAGES, FrameResult, TrackingState
+from .window_ba import SlidingWindowBundleAdjuster, WindowSettings
 
 # Covariance diagonal (m^2, rad^2) reported while tracking is lost: "unknown", as rtabmap reports.
 LOST_VARIANCE = 1e4
@@ -141,6 +146,11 @@ class Pipeline:
         if self.pose_source.needs_posenet:
             raise ValueError(f"pose_source {config.pose_source!r} needs a PoseNet, which the inference model has not; "
                              "use a source that solves from keypoint matches")
+        self.keyframe_policy = KeyframePolicy(config.keyframe_parallax_px, config.keyframe_min_tracked_ratio,
+                                              config.keyframe_max_frames)
+        self._window = SlidingWindowBundleAdjuster(WindowSettings(
+            window=config.ba_window_keyframes, robust_px=config.ba_robust_px, depth_sigma=config.ba_depth_sigma,
+            max_iterations=config.ba_max_iterations)) if config.window_ba else None
         self._executor = (concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="priordepth-depth")
                           if config.concurrent_networks else None)
         self._clear("first frame")
@@ -166,6 +176,11 @@ class Pipeline:
         self._motion_last = np.eye(4)  # T_prev_curr of the last tracked frame (constant-velocity prior)
         self._motion_valid = False
         self._frames_lost = 0
+        self._frames_since_keyframe = 0
+        self._first_tracked_inliers = 0  # inliers of the first frame tracked against the keyframe
+        self._last_stamp: float | None = None
+        if self._window is not None:
+            self._window.reset()
         self._sharpness_history: collections.deque[float] = collections.deque(maxlen=SHARPNESS_HISTORY)
         self._scale_history: collections.deque[float] = collections.deque(maxlen=SCALE_HISTORY)
         self._pending_reinit = reason
@@ -228,6 +243,7 @@ class Pipeline:
         timings = dict.fromkeys(TIMING_STAGES, 0.0)
         image_hw = image_rgb.shape[:2]
         messages: list[str] = []
+        self._follow_time(stamp)
         reinitialized = self._follow_camera(image_hw, K, messages)
         tensor, K_net, sharpness = self._preprocess(image_rgb, K)
         timings["preprocess"] = (time.perf_counter() - start) * 1e3
@@ -245,9 +261,14 @@ class Pipeline:
         if state_message:
             messages.append(state_message)
         keypoints_input = _to_input_pixels(frame.keypoints_net, self.input_size, image_hw)
-        self._update_reference(state, frame.keypoints, frame.points, T_odom, covariance_body, keypoints_input,
-                               frame.scale, stamp, messages)
+        keyframe, T_odom = self._update_reference(state, frame, relative, pairing, K_net, T_odom, covariance_body,
+                                                  keypoints_input, stamp, messages)
+        if reference is not None and state != TrackingState.LOST:
+            # The window may have moved this keyframe: the motion reported, and extrapolated from, follows it.
+            T_prev_curr = orthonormalise(invert_transform_np(self._T_odom_last) @ T_odom)
+            self._motion_last = T_prev_curr
         self._T_odom_last, self._covariance_last = T_odom, covariance_body
+        self._last_stamp = stamp
         t, timings["pose"] = _lap(t)
 
         depth = _upsample_depth(frame.depth_net * frame.scale, image_hw)
@@ -266,9 +287,21 @@ class Pipeline:
             reinitialized=reinitialized, message="; ".join(messages),
             num_inliers=0 if relative is None else relative.num_inliers, relative_covariance=relative_covariance,
             scale=float(frame.scale), sharpness=sharpness,
-            reference_stamp=float("nan") if reference is None else reference.stamp)
+            reference_stamp=float("nan") if reference is None else reference.stamp, keyframe=keyframe)
 
     # ------------------------------------------------------------------------------------------------ stages
+    def _follow_time(self, stamp: float) -> None:
+        """A new trajectory when the stamps go back (a looping bag, a restarted source); tracking re-initialised
+        after a gap longer than ``max_time_gap_s`` (the motion in between is unknown)."""
+        last = self._last_stamp
+        if last is None:
+            return
+        if stamp < last:
+            self._clear(f"time jumped back by {last - stamp:.3f} s: new trajectory")
+        elif 0 < self.config.max_time_gap_s < stamp - last:
+            self._reinitialise(f"time jumped forward by {stamp - last:.3f} s (max_time_gap_s "
+                               f"{self.config.max_time_gap_s:g})")
+
     def _follow_camera(self, image_hw: tuple[int, int], K: np.ndarray, messages: list[str]) -> bool:
         """Re-initialise on an image size or intrinsics change; True when this frame has nothing to track against."""
         if self._image_size is not None and image_hw != self._image_size:
@@ -341,7 +374,11 @@ class Pipeline:
         """``T_curr_ref`` from the configured pose source (None without matches), the last motion as its prior."""
         if pairing.x_ref is None:
             return None
-        init = invert_transform_np(self._motion_last) if self._motion_valid and self._frames_lost == 0 else None
+        init = None
+        if self._motion_valid and self._frames_lost == 0:
+            # Constant velocity from the last frame, expressed relative to the keyframe matched against.
+            T_ref_predicted = invert_transform_np(reference.T_odom) @ self._T_odom_last @ self._motion_last
+            init = invert_transform_np(T_ref_predicted)
         return estimate_relative_pose(self.pose_source, reference.points[pairing.matches[:, 0]], pairing.x_ref,
                                       pairing.x_curr, pairing.weights, K_net, self._generator, init, LOST_VARIANCE)
 
@@ -421,21 +458,42 @@ class Pipeline:
             else TrackingState.OK
         return state, T_odom, covariance_body, T_prev_curr, covariance_rel, "; ".join(reasons)
 
-    def _update_reference(self, state: TrackingState, compact: dict[str, torch.Tensor], points: np.ndarray,
-                          T_odom: np.ndarray, covariance_body: np.ndarray, keypoints_input: np.ndarray, scale: float,
-                          stamp: float, messages: list[str]) -> None:
-        """The current frame becomes the reference unless tracking is lost (then the last good one is kept a while)."""
-        new = _Reference(compact, points, T_odom, covariance_body, keypoints_input, scale, stamp)
-        if state != TrackingState.LOST:
-            self._reference = new
-        elif self._frames_lost > self.config.max_frames_lost_reference:
-            # Too long without a match to the last good frame: start again from this one at the held pose. The
-            # jump hidden in the gap is unobservable, so the covariance restarts as well.
-            new.covariance = np.zeros((6, 6))
-            self._reference = new
+    def _update_reference(self, state: TrackingState, frame: _Frame, relative: RelativePose | None,
+                          pairing: _Pairing, K_net: np.ndarray, T_odom: np.ndarray, covariance_body: np.ndarray,
+                          keypoints_input: np.ndarray, stamp: float, messages: list[str]) -> tuple[bool, np.ndarray]:
+        """Take this frame as the new keyframe when the policy says so (window-refined), keep the last one otherwise
+        (while lost too, for a while). Returns (keyframe taken, this frame's pose, refined where it is a keyframe)."""
+        reference = self._reference
+        link = None  # inlier matches to the previous keyframe
+        if state == TrackingState.LOST:
+            if self._frames_lost <= self.config.max_frames_lost_reference:
+                return False, T_odom
+            # Too long without a match to the last keyframe: start again from this one at the held pose. The jump
+            # hidden in the gap is unobservable, so the covariance (and the window) restart as well.
+            covariance_body = np.zeros((6, 6))
             self._motion_valid = False
             messages.append(f"re-anchored on this frame after {self._frames_lost} lost frames")
             self._frames_lost = 0
+        elif reference is not None:
+            self._frames_since_keyframe += 1
+            if self._frames_since_keyframe == 1:
+                self._first_tracked_inliers = relative.num_inliers
+            decision = self.keyframe_policy.decide(relative.parallax_px, relative.num_inliers,
+                                                   self._first_tracked_inliers, self._frames_since_keyframe)
+            if not decision.new_keyframe:
+                return False, T_odom
+            link = pairing.matches[np.asarray(relative.inliers, dtype=bool)]
+        points = frame.points
+        if self._window is not None:
+            refined = self._window.add_keyframe(T_odom, K_net, frame.keypoints_net, frame.points, link)
+            if refined.optimised:
+                T_odom, points = orthonormalise(refined.T_odom_cam), refined.points_cam
+            elif refined.num_observations:  # the window had a problem to solve, and the solve failed
+                messages.append(refined.message)
+        self._reference = _Reference(frame.keypoints, points, T_odom, covariance_body, keypoints_input, frame.scale,
+                                     stamp)
+        self._frames_since_keyframe = 0
+        return True, T_odom
 
 
 def _timed(function, *args):

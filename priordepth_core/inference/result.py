@@ -38,8 +38,8 @@ class FrameResult:
             z forward), same units as ``depth``.
         matches: (M, 2) int64 pairs (index into ``previous_keypoints``, index into ``keypoints``).
         match_inliers: (M,) bool, the matches the pose agrees with.
-        previous_keypoints: (P, 2) float32 keypoints of the frame this one was matched against (the previous frame,
-            or after a loss of tracking the last well-tracked one), at the input resolution; empty when none.
+        previous_keypoints: (P, 2) float32 keypoints of the frame this one was matched against (the last keyframe:
+            the previous frame with ``keyframe_parallax_px`` 0), at the input resolution; empty when none.
         T_prev_curr: (4, 4) float64 pose of this camera in the previous frame's camera (identity when
             initialising; the held or extrapolated motion when lost).
         T_odom_curr: (4, 4) float64 pose of this camera in the odometry frame (identity on the first frame).
@@ -60,6 +60,8 @@ class FrameResult:
         scale: factor applied to the network's depth (1.0 in "relative" mode).
         sharpness: variance of the Laplacian of the grey network input (the blur measure).
         reference_stamp: stamp of the frame ``previous_keypoints`` belong to (NaN when there is none).
+        keyframe: this frame became the keyframe later frames are tracked against (its pose refined by the window
+            bundle adjustment when that is on).
     """
 
     stamp: float
@@ -83,3 +85,4 @@ class FrameResult:
     scale: float = 1.0
     sharpness: float = 0.0
     reference_stamp: float = float("nan")
+    keyframe: bool = False

@@ -59,10 +59,14 @@ def test_pipeline_tracks_sideways_plane_motion_exactly(plane_depth_backend, plan
         assert result.matches[:, 0].max() < len(result.previous_keypoints)
         assert result.matches[:, 1].max() < len(result.keypoints)
         assert result.match_inliers.shape == (len(result.matches),)
-        # The sideways shift shows in the matched pixels: previous x = current x + SHIFT_PX.
+        # The sideways shift shows in the matched pixels: keyframe x = current x + SHIFT_PX per frame since the
+        # keyframe (frames are tracked against the last keyframe, taken at 8 px parallax: every other frame here).
+        keyframe_index = round(result.reference_stamp / 0.1)
+        assert i - keyframe_index == (1 if i % 2 else 2)
+        assert result.keyframe is (i % 2 == 0)
         inl = result.matches[result.match_inliers]
         shift = result.previous_keypoints[inl[:, 0], 0] - result.keypoints[inl[:, 1], 0]
-        assert abs(np.median(shift) - 4.0) < 0.5
+        assert abs(np.median(shift) - 4.0 * (i - keyframe_index)) < 0.5
     # The covariance grows along the trajectory and stays symmetric positive definite.
     traces = [np.trace(r.covariance[:3, :3]) for r in results[1:]]
     assert traces[-1] > traces[0] > 0
