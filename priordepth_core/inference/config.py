@@ -73,8 +73,9 @@ class PipelineConfig:
     max_frames_lost_reference: int = ranged(10, 0, 100000)
     # Frames are tracked against the last keyframe. A tracked frame becomes the new keyframe when its
     # rotation-compensated parallax to the keyframe reaches this many network pixels (0 = every frame is a keyframe:
-    # frame-to-frame tracking)...
-    keyframe_parallax_px: float = ranged(8.0, 0.0, 1000.0)
+    # frame-to-frame tracking, each frame refined by the window)... 0 by default: sparser keyframes (3-8 px) measured
+    # worse on the synthetic suites (docs/odometry.md).
+    keyframe_parallax_px: float = ranged(0.0, 0.0, 1000.0)
     # ...or when its inlier matches fall below this fraction of those of the first frame tracked against the
     # keyframe (the view is moving away from the keyframe)...
     keyframe_min_tracked_ratio: float = ranged(0.6, 0.0, 1.0)
@@ -86,7 +87,8 @@ class PipelineConfig:
     # Keyframes in the bundle-adjustment window (the oldest is held fixed).
     ba_window_keyframes: int = ranged(6, 2, 100)
     # Relative standard deviation of the predicted depth in the window's depth prior (0.15 = 15 %); it sets how
-    # strongly the depth, the window's only source of scale, holds the landmarks.
+    # strongly the depth, the window's only source of scale, holds the landmarks. 0.5 was better on the synthetic
+    # street and worse indoors (docs/odometry.md) and lets a fronto-parallel plane trade pitch for translation.
     ba_depth_sigma: float = ranged(0.15, 0.001, 10.0)
     # Scale of the Cauchy loss on the window's reprojection residuals in network pixels (the noise is taken as 1 px):
     # the pull of a mismatch fades beyond it.

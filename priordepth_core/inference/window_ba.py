@@ -33,6 +33,9 @@ from gtsam.symbol_shorthand import L, X
 # Standard deviation (metres in the window's own scale) of the prior that fixes the oldest keyframe's pose: tight
 # enough to hold it, loose enough to keep the information matrix well conditioned.
 FIXED_POSE_SIGMA = 1e-6
+# Fewest keyframes solved: two views a few pixels apart with a loose depth prior are ill-conditioned (on a
+# fronto-parallel plane the solve traded 7 cm of translation for pitch to fit the keypoint noise).
+MIN_WINDOW_KEYFRAMES = 3
 # Landmarks nearer than this (same units as the depth) are not used: their depth prior would be meaningless.
 MIN_LANDMARK_RANGE = 1e-6
 
@@ -195,9 +198,10 @@ class SlidingWindowBundleAdjuster:
     def _solve(self) -> WindowResult:
         newest = self._keyframes[-1]
         observations, used = self._observations()
-        if len(self._keyframes) < 2 or not used:
+        if len(self._keyframes) < MIN_WINDOW_KEYFRAMES or not used:
             return WindowResult(newest.T_odom_cam.copy(), newest.points_cam.copy(),
-                                message="window BA skipped: " + ("one keyframe" if len(self._keyframes) < 2
+                                message="window BA skipped: " + (f"fewer than {MIN_WINDOW_KEYFRAMES} keyframes"
+                                                                 if len(self._keyframes) < MIN_WINDOW_KEYFRAMES
                                                                  else "no landmark seen twice"))
         settings = self.settings
         graph = gtsam.NonlinearFactorGraph()

@@ -20,7 +20,7 @@ def make_pipeline(backend, **overrides) -> Pipeline:
 
 def test_lost_then_relocalised_on_the_last_keyframe(plane_depth_backend, plane_sequence_frames):
     seq = plane_sequence_frames
-    pipeline = make_pipeline(plane_depth_backend)
+    pipeline = make_pipeline(plane_depth_backend, keyframe_parallax_px=8.0)
     results = [pipeline.process(seq.frames[i], seq.K, 0.1 * i) for i in range(4)]
     # 8 px parallax makes frames 0 and 2 keyframes; frame 3 is tracked against frame 2.
     assert [r.keyframe for r in results] == [True, False, True, False]
