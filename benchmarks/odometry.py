@@ -156,8 +156,11 @@ def orb_chain(sequence: Sequence, depths: list[np.ndarray]) -> tuple[np.ndarray,
             if len(matches) >= ORB_MIN_MATCHES:
                 x_curr = np.float64([kp_curr[m.queryIdx].pt for m in matches])
                 x_prev = np.float64([kp_prev[m.trainIdx].pt for m in matches])
-                E, mask = cv2.findEssentialMat(x_curr, x_prev, K, method=cv2.RANSAC, prob=0.999,
-                                               threshold=ORB_RANSAC_THRESHOLD_PX)
+                try:
+                    E, mask = cv2.findEssentialMat(x_curr, x_prev, K, method=cv2.RANSAC, prob=0.999,
+                                                   threshold=ORB_RANSAC_THRESHOLD_PX)
+                except cv2.error:  # a degenerate sample (a camera almost at rest): the pair fails, as it would live
+                    E = None
                 if E is not None and E.shape == (3, 3):
                     count, R, t, mask, _ = cv2.recoverPose(E, x_curr, x_prev, K,
                                                            distanceThresh=ORB_CHEIRALITY_DISTANCE, mask=mask)
