@@ -82,8 +82,10 @@ class PipelineConfig:
     # ...or at the latest this many frames after the keyframe.
     keyframe_max_frames: int = ranged(15, 1, 100000)
     # Refine each new keyframe by a sliding-window bundle adjustment (gtsam) over the last keyframes: poses and
-    # keypoint landmarks, robust reprojection errors, the predicted depth as a prior on each landmark.
-    window_ba: bool = True
+    # keypoint landmarks, robust reprojection errors, the predicted depth as a prior on each landmark. Off by
+    # default: it costs 45-90 ms per keyframe on one CPU core and measured better indoors (handheld ATE 0.020 vs
+    # 0.026 m, indoor-slow 0.036 vs 0.063 m) but worse on driving (0.91 vs 0.81 m) and the demo (docs/odometry.md).
+    window_ba: bool = False
     # Keyframes in the bundle-adjustment window (the oldest is held fixed).
     ba_window_keyframes: int = ranged(6, 2, 100)
     # Relative standard deviation of the predicted depth in the window's depth prior (0.15 = 15 %); it sets how
