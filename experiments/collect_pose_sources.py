@@ -1,11 +1,12 @@
-"""Score every run of experiments/pose_sources.sh and the ORB baseline; write docs/results.json, tables and plots.
+"""Score every run of experiments/pose_sources.sh and the ORB baseline; write docs/results/pose_sources.json, plots.
 
     python experiments/collect_pose_sources.py [--runs-root runs/pose_sources] [--steps N]
 
 For each suite and run: depth (MonoDepth2 protocol, median-scaled, test split) with ``evaluate depth`` and
 frame-to-frame odometry (Sim(3)-aligned ATE, RPE, failed-pair fraction) with ``evaluate trajectory``, on the test
 sequences that no run trained on. A run is only scored once its ``last.pt`` has reached its suite's shared step
-budget (``SUITES``; ``--steps`` overrides it). Writes ``docs/results.json`` (``{run: {suite: {metric: value}}}``),
+budget (``SUITES``; ``--steps`` overrides it). Writes ``docs/results/pose_sources.json``
+(``{run: {suite: {metric: value}}}``),
 ``docs/results/pose_sources/*.json``, ``docs/trajectories_<suite>.png`` (ground truth vs each run, first test
 sequence, top view) and prints Markdown.
 """
@@ -25,7 +26,7 @@ from priordepth_core.evaluate.pose_metrics import align_trajectory
 
 REPO = Path(__file__).resolve().parents[1]
 HANDHELD = "config/train/synthetic_handheld.yaml"
-# suite key of experiments/pose_sources.sh -> its training config, the label in docs/results.json, the depth cap of
+# suite key of experiments/pose_sources.sh -> its training config, the label in pose_sources.json, the depth cap of
 # the evaluation, the step budget every run of it shares, and the suite whose test sequences score the ORB baseline.
 SUITES = {
     "driving": {"config": "config/train/synthetic_driving.yaml", "label": "driving", "max_depth": 80.0,
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         results.setdefault(CLASSICAL, {})[label_of_suite] = score_classical(suite, runs_root, out_dir)
         plot_suite(suite, runs_root, scored, docs / f"trajectories_{suite}.png")
 
-    (docs / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    (docs / "results" / "pose_sources.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print("| suite | run | abs_rel | δ<1.25 | ATE (m) | RPE t (m) | RPE r (°) | failed |")
     print("|---|---|---|---|---|---|---|---|")
     for spec in SUITES.values():

@@ -9,8 +9,8 @@ constant-depth floor and the classical ORB + 5-point chain (ground-truth scale).
 ``--min-steps`` is scored at the step it reached and marked ``partial``.
 
 Writes ``docs/results.json`` as ``{run: {suite: {"abs_rel", "a1", "ate_m", "rpe_trans_m", "rpe_rot_deg", "steps",
-...}}}``, ``docs/results/experiment/*.json`` (each evaluation's output), ``docs/learning_curves.png`` (test abs_rel
-per epoch), ``docs/trajectories_<suite>.png`` and prints the Markdown table of docs/experiments.md.
+...}}}``, ``docs/results/experiment/*.json`` (each evaluation's output), ``docs/priordepth_learning_curves.png``
+(test abs_rel per epoch), ``docs/priordepth_trajectories_<suite>.png`` and prints the table of docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -209,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                      out_dir)
         results.setdefault(ORB, {})[suite] = score_orb(suite, runs_root, out_dir)
         plot_trajectories(suite, runs_root, [r for r in ("posenet", "priordepth") if r in scored],
-                          docs / f"trajectories_{suite}.png")
-    plot_learning_curves(runs_root, docs / "learning_curves.png")
+                          docs / f"priordepth_trajectories_{suite}.png")
+    plot_learning_curves(runs_root, docs / "priordepth_learning_curves.png")
     (docs / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 
     print("| suite | run | abs_rel | δ<1.25 | ATE (m) | RPE t (m) | RPE r (°) | ICL-NUIM abs_rel | steps |")
