@@ -151,10 +151,10 @@ class AnchoredEssentialSource(PoseSource):
     """The cached essential pose with its translation length from the depth: ``priordepth``.
 
     Per pair, by :class:`EssentialStatus`: ``OK``: R, the unit direction times ``s``, the weighted median over the
-    inliers of predicted depth / unit-baseline triangulated depth (detached: the pose carries no gradient into the
-    depth, only the warp does); ``LOW_PARALLAX``: the same pose, but the pair does not train the depth
-    (``depth_gradient`` False); ``ROTATION_ONLY``: R with t = 0 (the warp is a homography that no depth changes);
-    ``FAILED``, or fewer than ``MIN_SCALE_POINTS`` usable inliers: invalid.
+    inliers of predicted depth / unit-baseline triangulated depth (differentiable, so the warp is invariant to the
+    depth's global scale; ``settings.detach_depth`` detaches it); ``LOW_PARALLAX``: the same pose, but the pair does
+    not train the depth (``depth_gradient`` False); ``ROTATION_ONLY``: R with t = 0 (the warp is a homography that
+    no depth changes); ``FAILED``, or fewer than ``MIN_SCALE_POINTS`` usable inliers: invalid.
     """
 
     name = "priordepth"
@@ -163,7 +163,7 @@ class AnchoredEssentialSource(PoseSource):
     FAILURE = "no cached essential pose, or too few triangulated inliers for its scale"
 
     def solve(self, problem: PoseProblem, generator: torch.Generator | None = None) -> PoseResult:
-        scale, scale_valid, status, inliers = _anchored_scale(self.name, problem)
+        scale, scale_valid, status, inliers = _anchored_scale(self.name, problem, self.settings)
         T_essential = problem.essential_T_context_target.to(problem.K.dtype)
         has_direction = (status == EssentialStatus.OK) | (status == EssentialStatus.LOW_PARALLAX)
         rotation_only = status == EssentialStatus.ROTATION_ONLY
@@ -173,7 +173,7 @@ class AnchoredEssentialSource(PoseSource):
         result = self._result(T_essential[:, :3, :3], t, valid, inliers, rotation_only, problem, self.FAILURE)
         result.supported = valid  # the solve's support was judged when the cache was built
         result.depth_gradient = status == EssentialStatus.OK
-        result.translation_scale = scale
+        result.translation_scale = scale.detach()
         return result
 
 
@@ -191,7 +191,7 @@ class AnchoredRotationPoseNetSource(PoseSource):
 
     def solve(self, problem: PoseProblem, generator: torch.Generator | None = None) -> PoseResult:
         problem.require(self.name, "posenet_T_context_target")
-        scale, _, status, inliers = _anchored_scale(self.name, problem)
+        scale, _, status, inliers = _anchored_scale(self.name, problem, self.settings)
         posenet = problem.posenet_T_context_target
         solved = status != EssentialStatus.FAILED
         R = torch.where(solved[:, None, None], problem.essential_T_context_target[:, :3, :3].to(posenet.dtype),
@@ -199,24 +199,29 @@ class AnchoredRotationPoseNetSource(PoseSource):
         T = make_transform(R, posenet[:, :3, 3])
         true = torch.ones_like(solved)
         return PoseResult(T, true, true.clone(), inliers, inliers.sum(dim=1), status == EssentialStatus.ROTATION_ONLY,
-                          self.name, "", self.settings.min_inliers, translation_scale=scale)
+                          self.name, "", self.settings.min_inliers, translation_scale=scale.detach())
 
 
-def _anchored_scale(name: str, problem: PoseProblem
+def _anchored_scale(name: str, problem: PoseProblem, settings: PoseSourceSettings
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(scale (B,), scale_valid (B,), status (B,), inliers (B, N)) of a problem carrying a cached essential solve."""
+    """(scale (B,), scale_valid (B,), status (B,), inliers (B, N)) of a problem carrying a cached essential solve:
+    the weighted median over the inliers of predicted / unit-baseline triangulated depth."""
     problem.require(name, "x_target", "weights", "essential_T_context_target", "essential_status",
                     "triangulated_depth_target")
     problem.require_depth(name)
-    depth = problem.depth_target.detach()
+    # The length follows the depth's global scale *with* its gradient, so that the warp is exactly invariant to a
+    # uniform rescaling of the depth and the photometric loss has no gradient along it: with a detached length the
+    # depth's scale drifted to the network's min_depth bound and its range collapsed (driving abs_rel 0.50 vs
+    # PoseNet's 0.21 at 999 steps, docs/experiments.md). pose.detach_depth restores the detached length.
+    depth = problem.depth_target.detach() if settings.detach_depth else problem.depth_target
     predicted = sample_depth_at(depth, problem.x_target.to(depth.dtype)).to(problem.K.dtype)
     triangulated = problem.triangulated_depth_target.to(problem.K.dtype)
     inliers = problem.weights > 0
     usable = inliers & (triangulated > 0) & (predicted > 0)
     ratio = torch.where(usable, predicted / triangulated.clamp(min=1e-12), torch.zeros_like(predicted))
     scale = weighted_median(ratio, usable.to(ratio.dtype))
-    scale_valid = (usable.sum(dim=1) >= MIN_SCALE_POINTS) & torch.isfinite(scale) & (scale > 0)
-    return scale.detach(), scale_valid, problem.essential_status, inliers
+    scale_valid = (usable.sum(dim=1) >= MIN_SCALE_POINTS) & torch.isfinite(scale.detach()) & (scale.detach() > 0)
+    return scale, scale_valid, problem.essential_status, inliers
 
 
 class FallbackSource(PoseSource):

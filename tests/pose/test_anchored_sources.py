@@ -89,3 +89,16 @@ def test_missing_cache_inputs_are_named():
     problem.essential_status = None
     with pytest.raises(ValueError, match="essential_status"):
         build_pose_source("priordepth", PoseSourceSettings()).solve(problem)
+
+
+def test_the_length_carries_the_depth_gradient_unless_detached():
+    for detach, expected in ((False, True), (True, False)):
+        problem, _ = _problem([EssentialStatus.OK, EssentialStatus.OK])
+        problem.depth_target.requires_grad_(True)
+        result = build_pose_source("priordepth", PoseSourceSettings(detach_depth=detach)).solve(problem)
+        if expected:
+            result.T_context_target[:, :3, 3].norm(dim=-1).sum().backward()
+            # Only the weighted median's point per pair receives it (one pixel neighbourhood each).
+            assert problem.depth_target.grad is not None and 0 < int((problem.depth_target.grad != 0).sum()) <= 8
+        else:
+            assert not result.T_context_target.requires_grad
