@@ -26,6 +26,8 @@ INSTALL_REQUIRES = [
     "evo>=1.20",
     "rosbags>=0.9.20",
     "rosbags-image>=0.9",
+    # The Pipeline's sliding-window bundle adjustment (priordepth_core/inference/window_ba.py, docs/odometry.md).
+    "gtsam>=4.3",
 ]
 
 EXTRAS_REQUIRE = {
