@@ -136,6 +136,14 @@ class LossConfig:
     sparse_prior_weight: float = ranged(0.0, 0, None)
     # Minimum parallax angle for a triangulated point to enter the sparse prior.
     min_parallax_deg: float = ranged(1.0, 0, 180, high_exclusive=True)
+    # Weight of the depth gauge: (mean log predicted depth - log gauge depth)^2 per image. The priordepth losses
+    # are invariant to the depth's global scale (the translation length follows it), so nothing held the scale and
+    # it drifted until the DepthNet's disparity saturated at min_depth (docs/experiments.md); the gauge fixes the
+    # scale without favouring any shape. 0 = off (PoseNet runs: the PoseNet's translation sets the scale).
+    depth_gauge_weight: float = ranged(0.0, 0, None)
+    # The gauge depth in the network's units (0 = the geometric mean of model.min_depth and model.max_depth, the
+    # middle of the DepthNet's disparity range in log terms).
+    depth_gauge: float = ranged(0.0, 0, None)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -63,6 +64,9 @@ class SelfSupervisedObjective(nn.Module):
         self.keypoint_weight = lc.keypoint_weight
         self.keypoint = KeypointLoss() if lc.keypoint_weight > 0 else None
         self.sparse_prior_weight = lc.sparse_prior_weight
+        self.depth_gauge_weight = lc.depth_gauge_weight
+        mc = config.model
+        self.log_gauge_depth = math.log(lc.depth_gauge or math.sqrt(mc.min_depth * mc.max_depth))
         self.sparse_prior = (SparseDepthPriorLoss(min_parallax_deg=lc.min_parallax_deg)
                              if lc.sparse_prior_weight > 0 else None)
 
@@ -112,6 +116,14 @@ class SelfSupervisedObjective(nn.Module):
             prior = self._sparse_prior_loss(outputs, K, metrics)
             total = total + self.sparse_prior_weight * prior
             metrics["loss/sparse_prior"] = prior.detach()
+
+        if self.depth_gauge_weight > 0:
+            # The mean log depth (not the median, whose gradient reaches a single pixel) of each image.
+            mean_log_depth = outputs["depth"][0].flatten(1).log().mean(dim=1)
+            gauge = (mean_log_depth - self.log_gauge_depth).pow(2).mean()
+            total = total + self.depth_gauge_weight * gauge
+            metrics["loss/depth_gauge"] = gauge.detach()
+        metrics["depth/median"] = outputs["depth"][0].detach().median()
 
         metrics["pose/valid_fraction"] = outputs["pose_valid"].float().mean()
         if "pose_fallback" in outputs:

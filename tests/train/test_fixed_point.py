@@ -3,6 +3,8 @@ one (docs/experiments.md: under PnP with training-resolution keypoints a flat de
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.utils.data import default_collate
@@ -29,12 +31,12 @@ def street_batch(tmp_path_factory):
     return default_collate([samples[i] for i in range(len(samples))])
 
 
-def _priordepth_step(batch, status=None):
+def _priordepth_step(batch, status=None, gauge=0.01):
     """One forward/backward of the priordepth model on ``batch``: (loss, metrics, DepthNet decoder gradient norm)."""
     torch.manual_seed(0)
     config = load_config(None, ["pose.source=priordepth", "data.match_cache=true", "model.lite=true",
                                 "loss.sparse_prior_weight=0.1", "loss.smoothness_weight=0",
-                                "loss.min_parallax_deg=0.5"])
+                                "loss.min_parallax_deg=0.5", f"loss.depth_gauge_weight={gauge}"])
     model, objective = DepthPoseModel(config), SelfSupervisedObjective(config)
     if status is not None:
         batch = {**batch, "essential_status": torch.full_like(batch["essential_status"], int(status))}
@@ -50,6 +52,10 @@ def test_a_priordepth_training_step_trains_the_depth_through_warp_and_prior(stre
     assert torch.isfinite(loss) and grad > 0
     assert outputs["pose_valid"].all() and outputs["pose_depth_gradient"].all()
     assert float(metrics["loss/sparse_prior"]) > 0 and float(metrics["sparse_prior/used_points"]) >= 50
+    # The gauge: squared distance of each image's mean log depth to log sqrt(min_depth * max_depth) (0.1, 100).
+    mean_log = outputs["depth"][0].detach().flatten(1).log().mean(dim=1)
+    expected = (mean_log - math.log(math.sqrt(0.1 * 100.0))).pow(2).mean()
+    assert float(metrics["loss/depth_gauge"]) == pytest.approx(float(expected), rel=1e-5)
     # The cached essential poses are within a degree of the truth (monitoring metrics of the objective).
     assert float(metrics["pose/rot_err_deg"]) < 0.5 and float(metrics["pose/tdir_err_deg"]) < 5.0
 
@@ -68,10 +74,10 @@ def test_pnp_can_solve_from_the_cached_matches(street_batch):
 
 
 def test_rotation_only_pairs_give_the_depth_no_gradient(street_batch):
-    _, metrics, outputs, grad = _priordepth_step(street_batch, EssentialStatus.ROTATION_ONLY)
+    _, metrics, outputs, grad = _priordepth_step(street_batch, EssentialStatus.ROTATION_ONLY, gauge=0.0)
     assert not outputs["pose_depth_gradient"].any()
     assert float(metrics["sparse_prior/used_points"]) == 0
-    assert grad == 0.0  # smoothness is off: nothing else reaches the depth
+    assert grad == 0.0  # smoothness and the gauge are off: nothing else reaches the depth
 
 
 def test_the_true_depth_beats_a_flat_one_for_the_anchored_and_the_true_pose(street_batch):
