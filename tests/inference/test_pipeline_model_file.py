@@ -163,3 +163,6 @@ def test_shipped_models_by_name():
     if not (default_checkpoint_path().parent / SHIPPED_MODELS["indoor"]).is_file():
         with pytest.raises(FileNotFoundError, match=r"no 'indoor' model is shipped in this version.*shipped: driving"):
             model_path("indoor")
+    else:  # the PriorDepth-trained handheld model (docs/experiments.md), at the handheld training size
+        indoor = load_inference_model(model_path("indoor"))
+        assert indoor.provenance["pose_source"] == "priordepth" and tuple(indoor.input_size) == (128, 160)
