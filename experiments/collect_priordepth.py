@@ -35,9 +35,10 @@ SHARED_ICL = REPO.parent / "shared" / "data" / "icl_nuim_livingroom"
 SUITES = {"driving": {"max_depth": 80.0, "orb_config": "config/train/runs/driving_posenet.yaml"},
           "handheld": {"max_depth": 20.0, "orb_config": "config/train/runs/handheld_posenet.yaml"}}
 # run name (its folder runs/experiment/<suite>/<run>) -> label in the docs. The configs are
-# config/train/runs/<suite>_<run>.yaml, except priordepth_v2 (<suite>_priordepth.yaml) and priordepth (v1,
-# <suite>_priordepth_v1.yaml).
-RUNS = {"posenet": "PoseNet (MonoDepth2)", "priordepth_v2": "PriorDepth (default: differentiable length)",
+# config/train/runs/<suite>_<run>.yaml, except priordepth_v3 (the default, <suite>_priordepth.yaml), priordepth_v2
+# (<suite>_priordepth.yaml with loss.depth_gauge_weight 0, stopped early) and priordepth (v1, <suite>_priordepth_v1.yaml).
+RUNS = {"posenet": "PoseNet (MonoDepth2)", "priordepth_v3": "PriorDepth (default: differentiable length + depth gauge)",
+        "priordepth_v2": "PriorDepth v2 (differentiable length, no gauge)",
         "priordepth": "PriorDepth v1 (detached length)",
         "priordepth_noprior": "PriorDepth without the sparse prior",
         "priordepth_orb": "PriorDepth with ORB keypoints",
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             results.setdefault(CONSTANT, {})[suite] = score_constant(suite, runs_root / suite / scored[0] / "last.pt",
                                                                      out_dir)
         results.setdefault(ORB, {})[suite] = score_orb(suite, runs_root, out_dir)
-        plot_trajectories(suite, runs_root, [r for r in ("posenet", "priordepth", "priordepth_v2") if r in scored],
+        plot_trajectories(suite, runs_root, [r for r in ("posenet", "priordepth_v3", "priordepth") if r in scored],
                           docs / f"priordepth_trajectories_{suite}.png")
     plot_learning_curves(runs_root, docs / "priordepth_learning_curves.png")
     (docs / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
