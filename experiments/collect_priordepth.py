@@ -41,6 +41,7 @@ RUNS = {"posenet": "PoseNet (MonoDepth2)", "priordepth_v3": "PriorDepth (default
         "priordepth_v2": "PriorDepth v2 (differentiable length, no gauge)",
         "priordepth": "PriorDepth v1 (detached length)",
         "priordepth_noprior": "PriorDepth without the sparse prior",
+        "priordepth_strongprior": "PriorDepth, sparse prior weight 1.0 (not 0.1)",
         "priordepth_orb": "PriorDepth with ORB keypoints",
         "pnp": "PnP on the cached matches (+ prior)",
         "priordepth_posenet_t": "essential rotation + PoseNet translation",

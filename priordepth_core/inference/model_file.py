@@ -32,7 +32,7 @@ from ..train.config import config_from_dict
 
 INFERENCE_MODEL_FORMAT = "priordepth-inference-model"
 INFERENCE_MODEL_VERSION = 1
-DEFAULT_MODEL_NAME = "priordepth_lite.pt"
+DEFAULT_MODEL_NAME = "priordepth_driving.pt"
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 # The packaged model must stay small enough to ship inside the pip package.
 MAX_PACKAGED_BYTES = 15 * 1024 * 1024
@@ -41,7 +41,7 @@ PACKED_MODEL = "packed inference model"
 TRAINER_CHECKPOINT = "trainer checkpoint"
 KEYPOINT_CHECKPOINT = "KeypointNet checkpoint"
 EXPECTED_MODEL_FILE = ("a packed inference model (python -m priordepth_core.inference.pack; e.g. "
-                       "priordepth_core/assets/priordepth_lite.pt) or a trainer checkpoint (runs/<name>/last.pt)")
+                       "priordepth_core/assets/priordepth_driving.pt) or a trainer checkpoint (runs/<name>/last.pt)")
 
 
 # Names a user may give instead of a path (the node's model:=driving): the packed models in ASSETS_DIR by use. A
@@ -50,7 +50,7 @@ SHIPPED_MODELS = {"driving": DEFAULT_MODEL_NAME, "indoor": "priordepth_indoor.pt
 
 
 def default_checkpoint_path() -> Path:
-    """The inference model shipped inside the package (``priordepth_core/assets/priordepth_lite.pt``)."""
+    """The inference model shipped inside the package (``priordepth_core/assets/priordepth_driving.pt``)."""
     return ASSETS_DIR / DEFAULT_MODEL_NAME
 
 

@@ -1,8 +1,9 @@
 """Package a trained model into the small fp16 inference file the pipeline loads (and the package ships).
 
-    python -m priordepth_core.inference.pack --checkpoint runs/synthetic_driving/epoch_009.pt \\
-        --keypoints runs/keypoints/keypoint_net.pt --metrics docs/results/driving_posenet.json \\
-        --out priordepth_core/assets/priordepth_lite.pt
+    python -m priordepth_core.inference.pack --checkpoint runs/experiment/driving/priordepth_v3/last.pt \\
+        --keypoints priordepth_core/assets/priordepth_indoor.pt \\
+        --metrics docs/results/experiment/driving_priordepth_v3_depth_step999.json \\
+        --out priordepth_core/assets/priordepth_driving.pt
 
 ``--checkpoint`` is a trainer checkpoint; a joint PriorDepth checkpoint (pose source pnp/essential, or a keypoint
 loss) carries its own KeypointNet, used unless ``--keypoints`` names another; a PoseNet checkpoint needs

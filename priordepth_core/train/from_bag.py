@@ -97,8 +97,9 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
                  "optim": {"lr": 1e-4, "batch_size": 8, "epochs": 20, "lr_step_epochs": 15},
                  "run": {"eval_max_depth": 20.0}},
 }
-# The shipped model each kind starts from (SHIPPED_MODELS names); the driving one until an indoor one ships.
-START_MODEL = {"driving": "driving", "handheld": "driving"}
+# The shipped model each kind starts from (SHIPPED_MODELS names): both are PriorDepth-trained ResNet-18 lite
+# DepthNets (fully convolutional, so any input size fits).
+START_MODEL = {"driving": "driving", "handheld": "indoor"}
 NETWORK_WIDTH = 320
 
 # Data checks. Flow is measured in pixels of the image scaled to 640 wide, so thresholds hold for any resolution.

@@ -166,3 +166,5 @@ def test_shipped_models_by_name():
     else:  # the PriorDepth-trained handheld model (docs/experiments.md), at the handheld training size
         indoor = load_inference_model(model_path("indoor"))
         assert indoor.provenance["pose_source"] == "priordepth" and tuple(indoor.input_size) == (128, 160)
+    # Both shipped models are PriorDepth-trained (essential-anchored pose, docs/experiments.md).
+    assert load_inference_model(model_path("driving")).provenance["pose_source"] == "priordepth"
