@@ -36,7 +36,8 @@ SUITES = {"driving": {"max_depth": 80.0, "orb_config": "config/train/runs/drivin
           "handheld": {"max_depth": 20.0, "orb_config": "config/train/runs/handheld_posenet.yaml"}}
 # run name (its folder runs/experiment/<suite>/<run>) -> label in the docs. The configs are
 # config/train/runs/<suite>_<run>.yaml, except priordepth_v3 (the default, <suite>_priordepth.yaml), priordepth_v2
-# (<suite>_priordepth.yaml with loss.depth_gauge_weight 0, stopped early) and priordepth (v1, <suite>_priordepth_v1.yaml).
+# (<suite>_priordepth.yaml with loss.depth_gauge_weight 0, stopped early) and priordepth (v1,
+# <suite>_priordepth_v1.yaml).
 RUNS = {"posenet": "PoseNet (MonoDepth2)", "priordepth_v3": "PriorDepth (default: differentiable length + depth gauge)",
         "priordepth_v2": "PriorDepth v2 (differentiable length, no gauge)",
         "priordepth": "PriorDepth v1 (detached length)",
