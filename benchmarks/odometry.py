@@ -1,14 +1,15 @@
 """Trajectory accuracy of the streaming Pipeline against a classical ORB + 5-point chain, per synthetic suite.
 
     python benchmarks/odometry.py [--suites handheld indoor-slow driving demo] [--max-frames N]
-                                  [--backend onnxruntime] [--json OUT.json]
+                                  [--backend onnxruntime] [--model driving|indoor|FILE] [--json OUT.json]
 
 Sequences: the test sequence (first seed) of each synthetic suite (``handheld``, ``indoor-slow``, ``driving``;
 rendered in memory exactly as ``suite:NAME:test:SEED`` of ``python -m priordepth_core.infer`` writes them) and the
 demo sequence of ``make demo`` (street, car, 60 frames at 640x192, seed 900). ``--max-frames`` keeps the first N
 frames of each (the path is the full sequence's).
 
-Per sequence the shipped model's networks run once (their outputs are replayed to every configuration, so the
+Per sequence the shipped model that fits the camera (``indoor`` for handheld and indoor-slow, ``driving`` for driving
+and the demo; ``--model`` overrides) runs its networks once (their outputs are replayed to every configuration, so the
 configurations differ only in what follows the networks), and the same frames go through:
 
 - ``orb``: ORB (2000 features) + OpenCV's 5-point RANSAC essential matrix + ``recoverPose`` per consecutive pair at
@@ -195,14 +196,19 @@ def _depth_scale(x_curr: np.ndarray, x_prev: np.ndarray, inliers: np.ndarray, R:
     return float(np.median(z_predicted[usable] / z_triangulated[usable]))
 
 
-def evaluate(name: str, max_frames: int, backend_name: str, threads: int) -> dict:
+# The shipped model each sequence runs with unless --model names one (SHIPPED_MODELS names).
+SUITE_MODEL = {"handheld": "indoor", "indoor-slow": "indoor", "driving": "driving", "demo": "driving"}
+
+
+def evaluate(name: str, max_frames: int, backend_name: str, threads: int, model_name: str | None = None) -> dict:
     sequence = load_sequence(name, max_frames)
     config = PipelineConfig()
-    model = load_inference_model(model_path(None))
+    model_name = model_name or SUITE_MODEL[name]
+    model = load_inference_model(model_path(model_name))
     inner = create_backend(backend_name, model, tuple(model.input_size), "cpu", threads, config.precision,
                            config.onnx_cache)
     backend = ReplayBackend(inner)
-    row = {"sequence": sequence.name, "frames": len(sequence.frames),
+    row = {"sequence": sequence.name, "model": model_name, "frames": len(sequence.frames),
            "path_m": float(np.sum(np.linalg.norm(np.diff(sequence.T_world_cam[:, :3, 3], axis=0), axis=1)))}
     depths = None
     for label, overrides in CONFIGURATIONS.items():
@@ -218,11 +224,11 @@ def evaluate(name: str, max_frames: int, backend_name: str, threads: int) -> dic
 
 def table(rows: list[dict]) -> str:
     methods = ("orb", *CONFIGURATIONS)
-    header = ["sequence", "frames", "path m"] + [f"ATE {m}" for m in methods] + \
+    header = ["sequence", "model", "frames", "path m"] + [f"ATE {m}" for m in methods] + \
              [f"RPE t {m}" for m in methods] + [f"{DEFAULT}/orb", f"<= {GOAL_RATIO}"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [row["sequence"], str(row["frames"]), f"{row['path_m']:.2f}"]
+        cells = [row["sequence"], Path(row["model"]).stem, str(row["frames"]), f"{row['path_m']:.2f}"]
         cells += [f"{row[m]['ate_rmse']:.4f}" for m in methods]
         cells += [f"{row[m]['rpe_trans_rmse']:.4f}" for m in methods]
         cells += [f"{row['ratio']:.2f}", "yes" if row["goal_met"] else "no"]
@@ -242,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-frames", type=int, default=0, help="first N frames of each sequence (0 = all)")
     parser.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", help="driving, indoor or a packed model file for every sequence (default: the "
+                        "shipped one that fits each camera)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     if args.max_frames < 0 or args.max_frames == 1:
@@ -253,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.suites:
         start = time.perf_counter()
-        rows.append(evaluate(name, args.max_frames, args.backend, args.threads))
+        rows.append(evaluate(name, args.max_frames, args.backend, args.threads, args.model))
         print(f"{rows[-1]['sequence']}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     print(table(rows))
     if args.json:
