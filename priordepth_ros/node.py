@@ -90,6 +90,9 @@ from .parameters import (
 
 # A problem repeating every frame is logged at most once per this many seconds (with a count of the repeats).
 LOG_THROTTLE_S = 5.0
+# How long an image whose camera has sent no CameraInfo yet waits for one before it is skipped: a driver publishes
+# both together, and the image callback may run first.
+FIRST_CAMERA_INFO_WAIT_S = 0.2
 # Reordered delivery and clock corrections move stamps back by a few frames at most; a looping bag or a restarted
 # source jumps back by its length. Within the tolerance the older frame is dropped, beyond it odometry restarts.
 STAMP_JUMP_BACK_TOLERANCE_S = 0.5
@@ -152,6 +155,9 @@ class PriorDepthNode(Node):
         self._camera_infos: dict[str, dict[tuple[int, int], _CameraInfoEntry]] = {}
         self._camera_info_refusals: dict[str, str] = {}  # why the newest CameraInfo of a frame was refused
         self._camera_info_lock = threading.Lock()
+        # Notified on every CameraInfo stored or refused: a camera's first image may be handed to the processing
+        # thread before the CameraInfo sent with it has been stored (their callbacks race).
+        self._camera_info_changed = threading.Condition(self._camera_info_lock)
         self._undistorters = UndistorterCache()  # rectification maps, built once per camera
         self._drift_warned: set[str] = set()
         self._mount_published: set[str] = set()
@@ -286,6 +292,7 @@ class PriorDepthNode(Node):
             with self._camera_info_lock:
                 self._camera_info_refusals[frame_id] = str(error)
                 kept = list(self._camera_infos.get(frame_id, {}).values())
+                self._camera_info_changed.notify_all()
             problem = f"CameraInfo of frame {frame_id!r} refused: {error}"
             self.statistics.camera_info_refused(problem)
             if kept:
@@ -301,6 +308,7 @@ class PriorDepthNode(Node):
             sizes = self._camera_infos.setdefault(frame_id, {})
             sizes.pop(entry.size, None)  # re-inserted: the newest last
             sizes[entry.size] = entry
+            self._camera_info_changed.notify_all()
 
     def _on_image(self, message: Image | CompressedImage) -> None:
         self.statistics.received()
@@ -351,9 +359,14 @@ class PriorDepthNode(Node):
         self._worker.join(timeout=30.0)
         self._painter.join(timeout=30.0)
 
-    def _camera_infos_of(self, frame_id: str) -> tuple[dict[tuple[int, int], _CameraInfoEntry], str]:
-        """The good CameraInfo of a frame per image size (newest last) and why the newest one was refused ("")."""
-        with self._camera_info_lock:
+    def _camera_infos_of(self, frame_id: str,
+                         wait_s: float = 0.0) -> tuple[dict[tuple[int, int], _CameraInfoEntry], str]:
+        """The good CameraInfo of a frame per image size (newest last) and why the newest one was refused ("").
+
+        With ``wait_s`` > 0, a frame with neither waits up to that long for one (processing thread only)."""
+        with self._camera_info_changed:
+            self._camera_info_changed.wait_for(
+                lambda: frame_id in self._camera_infos or frame_id in self._camera_info_refusals, timeout=wait_s)
             return dict(self._camera_infos.get(frame_id, {})), self._camera_info_refusals.get(frame_id, "")
 
     def _known_camera_frames(self) -> list[str]:
@@ -369,7 +382,7 @@ class PriorDepthNode(Node):
         stamp_ns = stamp_to_nanoseconds(header.stamp)
         stamp = stamp_to_seconds(header.stamp)
 
-        infos, refusal = self._camera_infos_of(frame_id)
+        infos, refusal = self._camera_infos_of(frame_id, wait_s=FIRST_CAMERA_INFO_WAIT_S)
         if not infos:
             if refusal:
                 self._reject(f"no usable CameraInfo for frame {frame_id!r}: the last one was refused ({refusal})")

@@ -130,7 +130,7 @@ def play(bag: str | Path, rate: float = 1.0, loop: bool = False, start_offset: f
         if unknown:
             raise ValueError(f"--wait-for topic {unknown[0]!r} is not among the played topics")
 
-        rclpy.init(context=context)
+        rclpy.init(args=[], context=context)  # our --remap is not a ROS argument
         node = rclpy.create_node(node_name, context=context)
         publishers = {}
         for topic in sorted({c.topic for c in connections}):
