@@ -127,9 +127,10 @@ class ReplayBackend(NetworkBackend):
         return self._cached("keypoints", image, self.inner.keypoints)
 
 
-def run_pipeline(sequence: Sequence, backend: ReplayBackend, overrides: dict) -> tuple[np.ndarray, list, dict]:
+def run_pipeline(sequence: Sequence, backend: ReplayBackend, overrides: dict,
+                 checkpoint: str | None = None) -> tuple[np.ndarray, list, dict]:
     """(N, 4, 4) T_odom_curr, the depth maps, and counts (keyframes, lost frames, median pose-stage ms)."""
-    pipeline = Pipeline(PipelineConfig().replace(**overrides), backend=backend)
+    pipeline = Pipeline(PipelineConfig().replace(**overrides), checkpoint=checkpoint, backend=backend)
     poses, depths, pose_ms, keyframes, lost = [], [], [], 0, 0
     for rgb, stamp in zip(sequence.frames, sequence.stamps):
         result = pipeline.process(rgb, sequence.K, float(stamp))
@@ -204,7 +205,8 @@ def evaluate(name: str, max_frames: int, backend_name: str, threads: int, model_
     sequence = load_sequence(name, max_frames)
     config = PipelineConfig()
     model_name = model_name or SUITE_MODEL[name]
-    model = load_inference_model(model_path(model_name))
+    checkpoint = str(model_path(model_name))
+    model = load_inference_model(checkpoint)
     inner = create_backend(backend_name, model, tuple(model.input_size), "cpu", threads, config.precision,
                            config.onnx_cache)
     backend = ReplayBackend(inner)
@@ -212,7 +214,8 @@ def evaluate(name: str, max_frames: int, backend_name: str, threads: int, model_
            "path_m": float(np.sum(np.linalg.norm(np.diff(sequence.T_world_cam[:, :3, 3], axis=0), axis=1)))}
     depths = None
     for label, overrides in CONFIGURATIONS.items():
-        T_est, depths_run, counts = run_pipeline(sequence, backend, {**overrides, "num_threads": threads})
+        T_est, depths_run, counts = run_pipeline(sequence, backend, {**overrides, "num_threads": threads},
+                                                 checkpoint)
         depths = depths if depths is not None else depths_run
         row[label] = {**trajectory_metrics(T_est, sequence.T_world_cam), **counts}
     T_orb, failed = orb_chain(sequence, depths)
