@@ -20,7 +20,8 @@ configurations differ only in what follows the networks), and the same frames go
   window_ba=false``);
 - ``kf``: frame-to-keyframe tracking, keyframes at 8 px parallax, without the window (``window_ba=false``);
 - ``kf+ba``: the same keyframes refined by the sliding-window bundle adjustment;
-- ``f2f+ba``: every frame a keyframe, refined by the window (``window_ba=true``).
+- ``f2f+ba``: every frame a keyframe, refined by the window (``window_ba=true``);
+- ``f2f/poselib``: the defaults with poselib's PnP and relative pose (``pose_source=poselib_pnp_essential``).
 
 Metrics (``evaluate/pose_metrics.py``, evo's definitions): ATE RMSE after a Sim(3) alignment (monocular: the depth's
 scale is not judged) and RPE over one frame (translation RMSE in metres after the same scale, rotation RMSE in
@@ -66,6 +67,7 @@ CONFIGURATIONS = {
     "kf": {"keyframe_parallax_px": 8.0, "window_ba": False},
     "kf+ba": {"keyframe_parallax_px": 8.0, "window_ba": True},
     "f2f+ba": {"keyframe_parallax_px": 0.0, "window_ba": True},
+    "f2f/poselib": {"pose_source": "poselib_pnp_essential"},
 }
 DEFAULT = "f2f"
 # Fewest inliers with a positive triangulated and predicted depth for the ORB chain's translation length.

@@ -17,6 +17,8 @@ from .sources import (
     EssentialSource,
     FallbackSource,
     PnPSource,
+    PoselibEssentialSource,
+    PoselibPnPSource,
     PoseNetSource,
     PoseSource,
 )
@@ -34,6 +36,12 @@ def pnp_then_essential(settings: PoseSourceSettings) -> FallbackSource:
                           "PnP failed; pose from the essential matrix with depth scale")
 
 
+def poselib_pnp_then_essential(settings: PoseSourceSettings) -> FallbackSource:
+    """:func:`pnp_then_essential` with poselib's solvers (one pair at a time on the CPU; inference only)."""
+    return FallbackSource(PoselibPnPSource(settings), PoselibEssentialSource(settings), "poselib_pnp_essential",
+                          "poselib PnP failed; pose from poselib's relative pose with depth scale")
+
+
 POSE_SOURCES: dict[str, Callable[[PoseSourceSettings], PoseSource]] = {
     "posenet": PoseNetSource,
     "pnp": PnPSource,
@@ -41,6 +49,9 @@ POSE_SOURCES: dict[str, Callable[[PoseSourceSettings], PoseSource]] = {
     "pnp_essential": pnp_then_essential,
     "priordepth": AnchoredEssentialSource,
     "priordepth_posenet_t": AnchoredRotationPoseNetSource,
+    "poselib_pnp": PoselibPnPSource,
+    "poselib_essential": PoselibEssentialSource,
+    "poselib_pnp_essential": poselib_pnp_then_essential,
 }
 POSE_SOURCE_NAMES = tuple(POSE_SOURCES)
 # Sources that read the frozen match cache (training data with data.match_cache); the Pipeline has no such cache.

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import abc
 
+import numpy as np
+import poselib
 import torch
 
 from ..geometry.pose import recover_translation_scale, solve_essential_ransac, solve_pnp_ransac
@@ -31,6 +33,9 @@ from .result import PoseResult, invalid_result
 
 # Fewest matches each solver can use (its minimal set); below it no solve is attempted.
 PNP_MIN_MATCHES = 6
+# poselib's RANSAC stops adaptively after at least this many iterations (its default, 1000, is for offline use: at
+# batch 1 on the Pipeline's 300 matches 100 already reach its success probability).
+POSELIB_MIN_ITERATIONS = 100
 ESSENTIAL_MIN_MATCHES = 8
 # Fewest triangulated inliers for a depth-derived translation length.
 MIN_SCALE_POINTS = 5
@@ -265,3 +270,95 @@ class FallbackSource(PoseSource):
         return PoseResult(T, torch.where(use, second.valid, first.valid),
                           torch.where(use, second.supported, first.supported), inliers, num_inliers, pure_rotation,
                           first.method, first.failure, first.min_inliers, use, second.method, self.note)
+
+
+def _poselib_camera(K: torch.Tensor) -> dict:
+    K = K.detach().double().cpu().numpy()
+    # width/height only bound poselib's optional checks; the pinhole projection uses fx, fy, cx, cy.
+    return {"model": "PINHOLE", "width": int(2 * K[0, 2] + 1), "height": int(2 * K[1, 2] + 1),
+            "params": [K[0, 0], K[1, 1], K[0, 2], K[1, 2]]}
+
+
+def _poselib_ransac_options(threshold_key: str, threshold: float, generator: torch.Generator | None) -> dict:
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else 0
+    return {threshold_key: threshold, "min_iterations": POSELIB_MIN_ITERATIONS, "seed": seed}
+
+
+class PoselibPnPSource(PoseSource):
+    """poselib's LO-RANSAC PnP (P3P, bundle refinement), one pair at a time on the CPU: for inference, no gradients.
+
+    At batch 1 it is faster than the batched torch PnP (``benchmarks/solvers.py``); the trainer keeps ``pnp``.
+    """
+
+    name = "poselib_pnp"
+    FAILURE = "poselib PnP found no pose (too few or degenerate matches)"
+
+    def solve(self, problem: PoseProblem, generator: torch.Generator | None = None) -> PoseResult:
+        problem.require(self.name, "x_target", "x_context", "weights")
+        problem.require_depth(self.name)
+        if problem.num_matches < PNP_MIN_MATCHES:
+            return self._too_few_matches(problem, self.FAILURE)
+        points = problem.target_points(detach_depth=True).detach().double().cpu().numpy()
+        x_context = problem.x_context.detach().double().cpu().numpy()
+        used = (problem.weights > 0).cpu().numpy() & np.isfinite(points).all(axis=-1) & (points[..., 2] > 0)
+        B, N = used.shape
+        R = np.tile(np.eye(3), (B, 1, 1))
+        t = np.zeros((B, 3))
+        valid = np.zeros(B, dtype=bool)
+        inliers = np.zeros((B, N), dtype=bool)
+        for b in range(B):
+            index = np.flatnonzero(used[b])
+            if len(index) < PNP_MIN_MATCHES:
+                continue
+            pose, info = poselib.estimate_absolute_pose(
+                x_context[b, index], points[b, index], _poselib_camera(problem.K[b]),
+                _poselib_ransac_options("max_reproj_error", self.settings.threshold_px, generator), {})
+            R[b], t[b], valid[b] = pose.R, pose.t, info["num_inliers"] >= PNP_MIN_MATCHES
+            inliers[b, index] = np.asarray(info["inliers"], dtype=bool)
+        like = problem.K
+        return self._result(torch.from_numpy(R).to(like), torch.from_numpy(t).to(like),
+                            torch.from_numpy(valid).to(like.device), torch.from_numpy(inliers).to(like.device),
+                            torch.zeros(B, dtype=torch.bool, device=like.device), problem, self.FAILURE)
+
+
+class PoselibEssentialSource(PoseSource):
+    """poselib's 5-point LO-RANSAC relative pose for rotation and direction, the depth for the translation length
+    (as :class:`EssentialSource`); one pair at a time on the CPU, for inference. No pure-rotation detection."""
+
+    name = "poselib_essential"
+    FAILURE = "poselib found no relative pose, or no translation scale from the depth"
+
+    def solve(self, problem: PoseProblem, generator: torch.Generator | None = None) -> PoseResult:
+        problem.require(self.name, "x_target", "x_context", "weights")
+        problem.require_depth(self.name)
+        if problem.num_matches < ESSENTIAL_MIN_MATCHES:
+            return self._too_few_matches(problem, self.FAILURE)
+        x_target_np = problem.x_target.detach().double().cpu().numpy()
+        x_context_np = problem.x_context.detach().double().cpu().numpy()
+        used = (problem.weights > 0).cpu().numpy()
+        B, N = used.shape
+        R = np.tile(np.eye(3), (B, 1, 1))
+        t = np.zeros((B, 3))
+        solved = np.zeros(B, dtype=bool)
+        inliers = np.zeros((B, N), dtype=bool)
+        for b in range(B):
+            index = np.flatnonzero(used[b])
+            if len(index) < ESSENTIAL_MIN_MATCHES:
+                continue
+            camera = _poselib_camera(problem.K[b])
+            pose, info = poselib.estimate_relative_pose(
+                x_target_np[b, index], x_context_np[b, index], camera, camera,
+                _poselib_ransac_options("max_epipolar_error", self.settings.threshold_px, generator), {})
+            R[b], t[b], solved[b] = pose.R, pose.t, info["num_inliers"] >= ESSENTIAL_MIN_MATCHES
+            inliers[b, index] = np.asarray(info["inliers"], dtype=bool)
+        K, weights = problem.K, problem.weights
+        R_t = torch.from_numpy(R).to(K)
+        t_t = torch.from_numpy(t).to(K)
+        inliers_t = torch.from_numpy(inliers).to(K.device)
+        depth = ({"depth_at_x1": problem.points_target[..., 2]} if problem.points_target is not None
+                 else {"depth1": problem.depth_target})
+        scale, scale_valid = recover_translation_scale(problem.x_target, problem.x_context, K, R_t, t_t,
+                                                       weights=weights * inliers_t.to(weights.dtype), **depth)
+        valid = torch.from_numpy(solved).to(K.device) & scale_valid
+        return self._result(R_t, t_t * scale[:, None].detach(), valid, inliers_t,
+                            torch.zeros(B, dtype=torch.bool, device=K.device), problem, self.FAILURE)

@@ -41,7 +41,12 @@ def translation_error(T: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (T[:, :3, 3] - t).norm(dim=-1) / t.norm(dim=-1)
 
 
-@pytest.mark.parametrize("name", ["pnp", "essential", "pnp_essential"])
+# The solver each match source's pose comes from when nothing fails.
+PRIMARY_METHOD = {"pnp": "pnp", "essential": "essential", "pnp_essential": "pnp", "poselib_pnp": "poselib_pnp",
+                  "poselib_essential": "poselib_essential", "poselib_pnp_essential": "poselib_pnp"}
+
+
+@pytest.mark.parametrize("name", list(PRIMARY_METHOD))
 def test_match_sources_find_the_pose_with_its_metric_translation(name):
     two_view = make_two_view_problems(4, 200, noise_px=0.5, outlier_ratio=0.2, baseline_ratio=0.15,
                                       generator=torch.Generator().manual_seed(0))
@@ -53,7 +58,7 @@ def test_match_sources_find_the_pose_with_its_metric_translation(name):
     agreement = (result.inliers == two_view.inliers).double().mean()
     assert agreement > 0.95 and torch.equal(result.num_inliers, result.inliers.sum(dim=1))
     assert result.reasons() == [""] * 4
-    assert result.methods() == ["essential" if name == "essential" else "pnp"] * 4
+    assert result.methods() == [PRIMARY_METHOD[name]] * 4
 
 
 def test_depth_map_and_lifted_points_agree():
@@ -75,17 +80,20 @@ def test_essential_source_recognises_pure_rotation():
     assert rotation_error_deg(result.T_context_target[:, :3, :3], two_view.R).max() < 0.2
 
 
-def test_pnp_essential_falls_back_where_the_depth_disagrees_with_the_geometry():
+# poselib_pnp_essential is left out: on this problem poselib's PnP returns a wrong pose (4 deg, 70 % translation
+# error) with 20-25 inliers, so it does not fall back (docs/odometry.md).
+@pytest.mark.parametrize("name, fallback_method, reason", [
+    ("pnp_essential", "essential", "PnP failed; pose from the essential matrix with depth scale")])
+def test_pnp_essential_falls_back_where_the_depth_disagrees_with_the_geometry(name, fallback_method, reason):
     """Depth off by a factor e^[-1, 1] per point: PnP finds no consistent pose, the essential matrix (direction from the
     matches, length from the depth's median) does; the result says which model won and why."""
     two_view = make_two_view_problems(2, 200, noise_px=0.3, baseline_ratio=0.15,
                                       generator=torch.Generator().manual_seed(4))
     factor = torch.exp(2 * torch.rand(2, 200, generator=torch.Generator().manual_seed(5), dtype=torch.float64) - 1)
-    result = build_pose_source("pnp_essential", SETTINGS).solve(problem_of(two_view, factor),
-                                                                torch.Generator().manual_seed(0))
+    result = build_pose_source(name, SETTINGS).solve(problem_of(two_view, factor), torch.Generator().manual_seed(0))
     assert result.fallback_used.all() and result.supported.all()
-    assert result.methods() == ["essential", "essential"]
-    assert result.reasons() == ["PnP failed; pose from the essential matrix with depth scale"] * 2
+    assert result.methods() == [fallback_method, fallback_method]
+    assert result.reasons() == [reason] * 2
     assert rotation_error_deg(result.T_context_target[:, :3, :3], two_view.R).max() < 0.5
     assert translation_error(result.T_context_target, two_view.t).max() < 0.15
 
@@ -102,7 +110,7 @@ def test_pipeline_reports_the_fallback_it_used():
     assert pose.valid and pose.method == "essential" and "essential matrix" in pose.fallback_note
 
 
-@pytest.mark.parametrize("name", ["pnp", "essential", "pnp_essential"])
+@pytest.mark.parametrize("name", list(PRIMARY_METHOD))
 def test_too_few_matches_are_invalid_with_a_reason(name):
     two_view = make_two_view_problems(2, 5, generator=torch.Generator().manual_seed(0))
     result = build_pose_source(name, SETTINGS).solve(problem_of(two_view))
@@ -155,7 +163,7 @@ def test_missing_inputs_are_named():
 def test_unknown_name_lists_the_registered_sources():
     with pytest.raises(ValueError, match="registered: posenet, pnp, essential, pnp_essential"):
         pose_source_factory("magic")
-    registered = r"\['posenet', 'pnp', 'essential', 'pnp_essential'\]"
+    registered = r"\['posenet', 'pnp', 'essential', 'pnp_essential', 'poselib_pnp', 'poselib_essential'"
     with pytest.raises(ConfigError, match=rf"pose_source must be one of {registered}"):
         PipelineConfig(pose_source="magic").validate()
     with pytest.raises(ConfigError, match=r"pose\.source must be one of"):
