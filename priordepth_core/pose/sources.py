@@ -279,6 +279,23 @@ def _poselib_camera(K: torch.Tensor) -> dict:
             "params": [K[0, 0], K[1, 1], K[0, 2], K[1, 2]]}
 
 
+def _solve_each_pair(used: np.ndarray, min_matches: int, solve_pair
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Run ``solve_pair(b, index) -> (poselib pose, info)`` on each pair's used matches; (R, t, solved, inliers)
+    with identity, unsolved and no inliers where a pair has fewer than ``min_matches`` (matches or inliers)."""
+    B, N = used.shape
+    R, t = np.tile(np.eye(3), (B, 1, 1)), np.zeros((B, 3))
+    solved, inliers = np.zeros(B, dtype=bool), np.zeros((B, N), dtype=bool)
+    for b in range(B):
+        index = np.flatnonzero(used[b])
+        if len(index) < min_matches:
+            continue
+        pose, info = solve_pair(b, index)
+        R[b], t[b], solved[b] = pose.R, pose.t, info["num_inliers"] >= min_matches
+        inliers[b, index] = np.asarray(info["inliers"], dtype=bool)
+    return R, t, solved, inliers
+
+
 def _poselib_ransac_options(threshold_key: str, threshold: float, generator: torch.Generator | None) -> dict:
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else 0
     return {threshold_key: threshold, "min_iterations": POSELIB_MIN_ITERATIONS, "seed": seed}
@@ -287,7 +304,8 @@ def _poselib_ransac_options(threshold_key: str, threshold: float, generator: tor
 class PoselibPnPSource(PoseSource):
     """poselib's LO-RANSAC PnP (P3P, bundle refinement), one pair at a time on the CPU: for inference, no gradients.
 
-    At batch 1 it is faster than the batched torch PnP (``benchmarks/solvers.py``); the trainer keeps ``pnp``.
+    At batch 1 it is faster than the batched torch PnP (Pipeline pose stage 2.2 vs 9 ms, ``benchmarks/odometry.py``
+    column ``f2f/poselib``) but accepts wrong poses where ours falls back (docs/odometry.md); the trainer keeps ``pnp``.
     """
 
     name = "poselib_pnp"
@@ -301,20 +319,14 @@ class PoselibPnPSource(PoseSource):
         points = problem.target_points(detach_depth=True).detach().double().cpu().numpy()
         x_context = problem.x_context.detach().double().cpu().numpy()
         used = (problem.weights > 0).cpu().numpy() & np.isfinite(points).all(axis=-1) & (points[..., 2] > 0)
-        B, N = used.shape
-        R = np.tile(np.eye(3), (B, 1, 1))
-        t = np.zeros((B, 3))
-        valid = np.zeros(B, dtype=bool)
-        inliers = np.zeros((B, N), dtype=bool)
-        for b in range(B):
-            index = np.flatnonzero(used[b])
-            if len(index) < PNP_MIN_MATCHES:
-                continue
-            pose, info = poselib.estimate_absolute_pose(
+
+        def solve_pair(b: int, index: np.ndarray):
+            return poselib.estimate_absolute_pose(
                 x_context[b, index], points[b, index], _poselib_camera(problem.K[b]),
                 _poselib_ransac_options("max_reproj_error", self.settings.threshold_px, generator), {})
-            R[b], t[b], valid[b] = pose.R, pose.t, info["num_inliers"] >= PNP_MIN_MATCHES
-            inliers[b, index] = np.asarray(info["inliers"], dtype=bool)
+
+        R, t, valid, inliers = _solve_each_pair(used, PNP_MIN_MATCHES, solve_pair)
+        B = len(valid)
         like = problem.K
         return self._result(torch.from_numpy(R).to(like), torch.from_numpy(t).to(like),
                             torch.from_numpy(valid).to(like.device), torch.from_numpy(inliers).to(like.device),
@@ -336,21 +348,15 @@ class PoselibEssentialSource(PoseSource):
         x_target_np = problem.x_target.detach().double().cpu().numpy()
         x_context_np = problem.x_context.detach().double().cpu().numpy()
         used = (problem.weights > 0).cpu().numpy()
-        B, N = used.shape
-        R = np.tile(np.eye(3), (B, 1, 1))
-        t = np.zeros((B, 3))
-        solved = np.zeros(B, dtype=bool)
-        inliers = np.zeros((B, N), dtype=bool)
-        for b in range(B):
-            index = np.flatnonzero(used[b])
-            if len(index) < ESSENTIAL_MIN_MATCHES:
-                continue
+
+        def solve_pair(b: int, index: np.ndarray):
             camera = _poselib_camera(problem.K[b])
-            pose, info = poselib.estimate_relative_pose(
+            return poselib.estimate_relative_pose(
                 x_target_np[b, index], x_context_np[b, index], camera, camera,
                 _poselib_ransac_options("max_epipolar_error", self.settings.threshold_px, generator), {})
-            R[b], t[b], solved[b] = pose.R, pose.t, info["num_inliers"] >= ESSENTIAL_MIN_MATCHES
-            inliers[b, index] = np.asarray(info["inliers"], dtype=bool)
+
+        R, t, solved, inliers = _solve_each_pair(used, ESSENTIAL_MIN_MATCHES, solve_pair)
+        B = len(solved)
         K, weights = problem.K, problem.weights
         R_t = torch.from_numpy(R).to(K)
         t_t = torch.from_numpy(t).to(K)
