@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy (the ros-jazzy wheels) is not
 pytest.importorskip("std_srvs.srv", reason="std_srvs (ros-jazzy-std-srvs) is not installed")
 pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs is not built into this environment (make ros-interfaces)")
 
+from conftest import replay_command, spin_until  # noqa: E402
 from rosbags.highlevel import AnyReader  # noqa: E402
 
 from priordepth_ros.conversions import (  # noqa: E402
@@ -156,33 +156,24 @@ def run_session(bag: Path, environment: dict[str, str], tmp_path: Path) -> Sessi
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     executor.add_node(listener)
 
-    def spin_until(done, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if done():
-                return True
-            executor.spin_once(timeout_sec=0.01)
-        return done()
-
     player = None
     try:
         # The node subscribes once its pipeline is loaded.
-        assert spin_until(lambda: listener.count_subscribers(IMAGE_TOPIC) > 0 or node.poll() is not None, 120), \
-            "the node never subscribed to the image topic"
+        subscribed = spin_until(
+            executor, lambda: listener.count_subscribers(IMAGE_TOPIC) > 0 or node.poll() is not None, 120)
+        assert subscribed, "the node never subscribed to the image topic"
         assert node.poll() is None, node_log.read_text()
         player = subprocess.Popen(
-            [sys.executable, "-m", "rosbag_tools", "play", str(bag), "--rate", str(PLAY_RATE), "--topics",
-             "/camera/image", "/camera/camera_info", "--remap", f"/camera/image:={IMAGE_TOPIC}",
-             f"/camera/camera_info:={CAMERA_INFO_TOPIC}", "--wait-for", IMAGE_TOPIC, "--delay", "1.0"],
+            replay_command(bag, PLAY_RATE, IMAGE_TOPIC, CAMERA_INFO_TOPIC, (IMAGE_TOPIC,)),
             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         depth = session.received["/priordepth/depth"]
-        assert spin_until(lambda: len(depth) >= BAG_FRAMES // 3, 120), "no depth images from the first third"
+        assert spin_until(executor, lambda: len(depth) >= BAG_FRAMES // 3, 120), "no depth images from the first third"
         session.burst_sent_after_ns = stamp_to_nanoseconds(depth[-1].header.stamp)
         burst = bad_messages()
         session.burst_size = sum(topic == IMAGE_TOPIC for topic, _ in burst)
         for topic, message in burst:
             (image_publisher if topic == IMAGE_TOPIC else info_publisher).publish(message)
-            spin_until(lambda: False, 0.02)
+            spin_until(executor, lambda: False, 0.02)
         session.player_log, _ = player.communicate(timeout=120)
         session.player_returncode = player.returncode
         last_stamp = session.image_stamps_ns[-1]
@@ -193,7 +184,7 @@ def run_session(bag: Path, environment: dict[str, str], tmp_path: Path) -> Sessi
                     and all(len(session.received[topic]) == processed for topic in PER_FRAME_OUTPUTS)
                     and all(last_stamp in stamps(session.received[topic]) for topic in PICTURES))
 
-        spin_until(settled, 30)
+        spin_until(executor, settled, 30)
         session.node_alive_after_replay = node.poll() is None
     finally:
         if player is not None and player.poll() is None:

@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy (the ros-jazzy wheels) is not
 pytest.importorskip("std_srvs.srv", reason="std_srvs (ros-jazzy-std-srvs) is not installed")
 pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs is not built into this environment (make ros-interfaces)")
 
+from conftest import replay_command, spin_until  # noqa: E402
 from rosbags.highlevel import AnyReader  # noqa: E402
 
 from priordepth_ros.conversions import image_to_depth, stamp_to_nanoseconds, stamp_to_seconds  # noqa: E402
@@ -138,29 +138,19 @@ def run_session(bag: Path, model: Path, environment: dict[str, str], tmp_path: P
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     executor.add_node(listener)
 
-    def spin_until(done, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if done():
-                return True
-            executor.spin_once(timeout_sec=0.01)
-        return done()
-
     player = None
     try:
-        assert spin_until(lambda: listener.count_subscribers(IMAGE_TOPIC) > 0 or node.poll() is not None, 180), \
-            "the node never subscribed to the image topic"
+        subscribed = spin_until(
+            executor, lambda: listener.count_subscribers(IMAGE_TOPIC) > 0 or node.poll() is not None, 180)
+        assert subscribed, "the node never subscribed to the image topic"
         assert node.poll() is None, node_log.read_text()
         # No CameraInfo before the replay: the player sends each frame's CameraInfo and image at the same instant,
         # so the first image may reach the processing thread before its CameraInfo is stored; the node waits for it
         # (FIRST_CAMERA_INFO_WAIT_S) instead of skipping the frame, which the exact counts below check.
         player = subprocess.Popen(
-            [sys.executable, "-m", "rosbag_tools", "play", str(bag), "--rate", str(PLAY_RATE), "--topics",
-             "/camera/image", "/camera/camera_info", "--remap", f"/camera/image:={IMAGE_TOPIC}",
-             f"/camera/camera_info:={CAMERA_INFO_TOPIC}", "--wait-for", IMAGE_TOPIC, CAMERA_INFO_TOPIC,
-             "--delay", "1.0"],
+            replay_command(bag, PLAY_RATE, IMAGE_TOPIC, CAMERA_INFO_TOPIC, (IMAGE_TOPIC, CAMERA_INFO_TOPIC)),
             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert spin_until(lambda: player.poll() is not None, 30 + FRAMES / BAG_FPS / PLAY_RATE * 3), \
+        assert spin_until(executor, lambda: player.poll() is not None, 30 + FRAMES / BAG_FPS / PLAY_RATE * 3), \
             "the replay did not end"
         session.player_log = player.stdout.read()
         session.player_returncode = player.returncode
@@ -172,8 +162,8 @@ def run_session(bag: Path, model: Path, environment: dict[str, str], tmp_path: P
                     and len(session.received[DEPTH_TOPIC]) >= totals["frames processed"]
                     and len(session.received[DEPTH_INFO_TOPIC]) >= totals["frames processed"])
 
-        spin_until(settled, 60)
-        spin_until(lambda: False, 1.0)  # a duplicate or late message would still arrive
+        spin_until(executor, settled, 60)
+        spin_until(executor, lambda: False, 1.0)  # a duplicate or late message would still arrive
         session.node_alive_after_replay = node.poll() is None
     finally:
         if player is not None and player.poll() is None:
