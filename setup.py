@@ -28,6 +28,14 @@ INSTALL_REQUIRES = [
     "rosbags-image>=0.9",
     # The Pipeline's sliding-window bundle adjustment (priordepth_core/inference/window_ba.py, docs/odometry.md).
     "gtsam>=4.3",
+    # The default network runtime: graphs exported to ONNX (onnx, onnxscript), quantised to INT8 by ONNX Runtime's
+    # quantiser and run by OpenVINO, the fastest measured on the CPU (benchmarks/pipeline.py, docs/odometry.md).
+    "onnx>=1.15",
+    "onnxscript>=0.1",
+    "onnxruntime>=1.17",
+    "openvino>=2024.0",
+    # poselib's LO-RANSAC solvers: the pose sources poselib_* (priordepth_core/pose/sources.py imports it).
+    "poselib>=2.0.4",
 ]
 
 EXTRAS_REQUIRE = {
@@ -54,11 +62,8 @@ EXTRAS_REQUIRE = {
         "ros-jazzy-rosidl-core-generators",
         "catkin-pkg",
     ],
-    "export": [
-        "onnx>=1.15",
-        "onnxscript>=0.1",
-        "onnxruntime>=1.17",
-    ],
+    # Kept so that `pip install .[export]` still works: the ONNX and OpenVINO runtimes are core dependencies now.
+    "export": [],
     "dev": [
         "pytest>=7.4",
         "pytest-timeout>=2.2",
@@ -66,9 +71,6 @@ EXTRAS_REQUIRE = {
         # An independent rosbag2 reader, to check the bags rosbag_tools writes.
         "mcap>=1.1",
         "mcap-ros2-support>=0.5",
-        # The reference relative-pose solvers (LO-RANSAC) that benchmarks/solvers.py and the solver tests measure
-        # ours against.
-        "poselib>=2.0.4",
     ],
 }
 

@@ -140,7 +140,7 @@ def resident_mib(pid: int) -> float:
     return float("nan")
 
 
-def start_node(num_threads: int) -> tuple[subprocess.Popen, Path, int]:
+def start_node(num_threads: int, backend: str = "") -> tuple[subprocess.Popen, Path, int]:
     """The node as a subprocess on a ROS domain of its own (exported to this process too), its log file, the domain."""
     domain = random.Random(time.time_ns()).randint(110, 140)
     environment = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
@@ -148,8 +148,9 @@ def start_node(num_threads: int) -> tuple[subprocess.Popen, Path, int]:
     os.environ.update({k: environment[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE",
                                                     "FASTRTPS_DEFAULT_PROFILES_FILE")})
     log = tempfile.NamedTemporaryFile("w+", prefix="priordepth_node_", suffix=".log", delete=False)
+    backend_parameter = ["-p", f"backend:={backend}"] if backend else []
     node = subprocess.Popen([sys.executable, "-m", "priordepth_ros.node", "--ros-args", "-p",
-                             f"num_threads:={num_threads}", "-r", "image:=/bench/image", "-r",
+                             f"num_threads:={num_threads}", *backend_parameter, "-r", "image:=/bench/image", "-r",
                              "camera_info:=/bench/camera_info"], cwd=REPO_ROOT, env=environment, stdout=log,
                             stderr=subprocess.STDOUT)
     return node, Path(log.name), domain
@@ -205,14 +206,14 @@ class StreamingClient:
 
 
 @contextmanager
-def streaming_client(num_threads: int, name: str) -> Iterator[StreamingClient]:
+def streaming_client(num_threads: int, name: str, backend: str = "") -> Iterator[StreamingClient]:
     """Start the node and a spinning client; on exit stop the node (SIGINT) and the client. Subscribe to outputs on
     ``client`` before calling :func:`wait_for_node`."""
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
 
-    node, log, domain = start_node(num_threads)
+    node, log, domain = start_node(num_threads, backend)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     client = rclpy.create_node(name, context=context)
@@ -234,7 +235,8 @@ def streaming_client(num_threads: int, name: str) -> Iterator[StreamingClient]:
         rclpy.shutdown(context=context)
 
 
-def run_node(configuration: str, seconds: float, rate: float, width: int, height: int, num_threads: int) -> dict:
+def run_node(configuration: str, seconds: float, rate: float, width: int, height: int, num_threads: int,
+             backend: str = "") -> dict:
     from diagnostic_msgs.msg import DiagnosticArray
     from nav_msgs.msg import Odometry
     from nav_msgs.msg import Path as PathMessage
@@ -254,7 +256,7 @@ def run_node(configuration: str, seconds: float, rate: float, width: int, height
         with lock:
             arrivals.append((c.stamp_to_nanoseconds(message.header.stamp), time.perf_counter()))
 
-    with streaming_client(num_threads, "node_benchmark") as stream:
+    with streaming_client(num_threads, "node_benchmark", backend) as stream:
         node, client = stream.node, stream.client
         client.create_subscription(Image, "/priordepth/depth", on_depth, reliable)
         client.create_subscription(Odometry, "/priordepth/odometry", lambda m: None, reliable)
@@ -400,6 +402,9 @@ def main() -> None:
     parser.add_argument("--size", default="640x480", help="WIDTHxHEIGHT (default 640x480)")
     parser.add_argument("--num-threads", type=int, default=1, help="the node's torch threads (default 1)")
     parser.add_argument("--configurations", nargs="+", default=["outputs", "rviz"], choices=["outputs", "rviz"])
+    parser.add_argument("--backends", nargs="+", default=["openvino", "torch"],
+                        help="the node's backend parameter per run (default: openvino, the default, and torch, the "
+                             "reference it replaced)")
     parser.add_argument("--skip-conversions", action="store_true", help="only the node table")
     parser.add_argument("--soak", type=float, metavar="SECONDS", help="instead: one long stream, a row per sample")
     parser.add_argument("--sample-s", type=float, default=10.0, help="soak: seconds between rows (default 10)")
@@ -413,15 +418,18 @@ def main() -> None:
     if not args.skip_conversions:
         conversion_table()
     results = []
-    for configuration in args.configurations:
-        print(f"streaming {width}x{height} at {args.rate:g} Hz for {args.seconds:g} s ({configuration}) ...",
-              flush=True)
-        results.append(run_node(configuration, args.seconds, args.rate, width, height, args.num_threads))
-    print(f"\n{width}x{height} rgb8 at {args.rate:g} Hz for {args.seconds:g} s, node with {args.num_threads} torch "
-          f"thread(s); load average {os.getloadavg()[0]:.1f} after the run\n")
-    print("| configuration | sent | received | processed | dropped (superseded) | output (Hz) | node overhead mean "
-          "(ms) | worst window (ms) | overhead CPU time (ms) | convert (ms) | publish (ms) | Pipeline.process (ms) | "
-          "latency 1st half (ms) | latency 2nd half (ms) | latency p95 (ms) | RSS warm (MiB) | RSS end (MiB) |")
+    for backend in args.backends:
+        for configuration in args.configurations:
+            print(f"streaming {width}x{height} at {args.rate:g} Hz for {args.seconds:g} s ({backend}, "
+                  f"{configuration}) ...", flush=True)
+            result = run_node(configuration, args.seconds, args.rate, width, height, args.num_threads, backend)
+            results.append({**result, "configuration": f"{backend}, {configuration}"})
+    print(f"\n{width}x{height} rgb8 at {args.rate:g} Hz for {args.seconds:g} s, node with {args.num_threads} "
+          f"network thread(s); load average {os.getloadavg()[0]:.1f} after the run\n")
+    print("| backend, configuration | sent | received | processed | dropped (superseded) | output (Hz) | "
+          "node overhead mean (ms) | worst window (ms) | overhead CPU time (ms) | convert (ms) | publish (ms) | "
+          "Pipeline.process (ms) | latency 1st half (ms) | latency 2nd half (ms) | latency p95 (ms) | "
+          "RSS warm (MiB) | RSS end (MiB) |")
     print("| --- " * 17 + "|")
     for r in results:
         print(f"| {r['configuration']} | {r['sent']} | {r['received']} | {r['processed']} | {r['dropped']} | "

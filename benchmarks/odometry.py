@@ -1,7 +1,8 @@
 """Trajectory accuracy of the streaming Pipeline against a classical ORB + 5-point chain, per synthetic suite.
 
     python benchmarks/odometry.py [--suites handheld indoor-slow driving demo] [--max-frames N]
-                                  [--backend onnxruntime] [--model driving|indoor|FILE] [--json OUT.json]
+                                  [--backend openvino] [--precision auto] [--configs f2f f2f/checked ...]
+                                  [--model driving|indoor|FILE] [--all-test-seeds] [--json OUT.json]
 
 Sequences: the test sequence (first seed) of each synthetic suite (``handheld``, ``indoor-slow``, ``driving``;
 rendered in memory exactly as ``suite:NAME:test:SEED`` of ``python -m priordepth_core.infer`` writes them) and the
@@ -21,7 +22,13 @@ configurations differ only in what follows the networks), and the same frames go
 - ``kf``: frame-to-keyframe tracking, keyframes at 8 px parallax, without the window (``window_ba=false``);
 - ``kf+ba``: the same keyframes refined by the sliding-window bundle adjustment;
 - ``f2f+ba``: every frame a keyframe, refined by the window (``window_ba=true``);
-- ``f2f/poselib``: the defaults with poselib's PnP and relative pose (``pose_source=poselib_pnp_essential``).
+- ``f2f/poselib``: the defaults with poselib's PnP and relative pose (``pose_source=poselib_pnp_essential``);
+- ``f2f/checked``: poselib's PnP kept only where it agrees with poselib's relative pose on the epipolar geometry
+  (``pose_source=poselib_pnp_checked``).
+
+``--all-test-seeds`` adds each suite's second test sequence. ``--configs`` runs a subset (``f2f`` always runs: the
+goal is judged on it). The networks run in the backend and precision of the Pipeline's defaults unless
+``--backend`` / ``--precision`` say otherwise.
 
 Metrics (``evaluate/pose_metrics.py``, evo's definitions): ATE RMSE after a Sim(3) alignment (monocular: the depth's
 scale is not judged) and RPE over one frame (translation RMSE in metres after the same scale, rotation RMSE in
@@ -68,6 +75,7 @@ CONFIGURATIONS = {
     "kf+ba": {"keyframe_parallax_px": 8.0, "window_ba": True},
     "f2f+ba": {"keyframe_parallax_px": 0.0, "window_ba": True},
     "f2f/poselib": {"pose_source": "poselib_pnp_essential"},
+    "f2f/checked": {"pose_source": "poselib_pnp_checked"},
 }
 DEFAULT = "f2f"
 # Fewest inliers with a positive triangulated and predicted depth for the ORB chain's translation length.
@@ -83,13 +91,15 @@ class Sequence:
     T_world_cam: np.ndarray  # (N, 4, 4) ground truth
 
 
-def load_sequence(name: str, max_frames: int) -> Sequence:
-    """The suite's first test sequence (or the demo), rendered in memory, first ``max_frames`` frames (0 = all)."""
+def load_sequence(name: str, max_frames: int, seed: int | None = None) -> Sequence:
+    """The suite's test sequence ``seed`` (default its first; or the demo), rendered in memory, first ``max_frames``
+    frames (0 = all)."""
     if name == "demo":
         spec = DEMO_SPEC
     else:
         suite = SUITES[name]
-        spec = SequenceSpec(suite.scene, suite.motion, suite.frames, suite.width, suite.height, suite.test_seeds[0])
+        seed = suite.test_seeds[0] if seed is None else seed
+        spec = SequenceSpec(suite.scene, suite.motion, suite.frames, suite.width, suite.height, seed)
     sequence = make_sequence(spec)
     count = min(max_frames or spec.frames, spec.frames)
     frames = []
@@ -203,19 +213,22 @@ def _depth_scale(x_curr: np.ndarray, x_prev: np.ndarray, inliers: np.ndarray, R:
 SUITE_MODEL = {"handheld": "indoor", "indoor-slow": "indoor", "driving": "driving", "demo": "driving"}
 
 
-def evaluate(name: str, max_frames: int, backend_name: str, threads: int, model_name: str | None = None) -> dict:
-    sequence = load_sequence(name, max_frames)
+def evaluate(name: str, max_frames: int, backend_name: str, threads: int, model_name: str | None = None,
+             precision: str = "auto", configurations: dict | None = None, seed: int | None = None) -> dict:
+    configurations = CONFIGURATIONS if configurations is None else configurations
+    sequence = load_sequence(name, max_frames, seed)
     config = PipelineConfig()
     model_name = model_name or SUITE_MODEL[name]
     checkpoint = str(model_path(model_name))
     model = load_inference_model(checkpoint)
-    inner = create_backend(backend_name, model, tuple(model.input_size), "cpu", threads, config.precision,
+    inner = create_backend(backend_name, model, tuple(model.input_size), "cpu", threads, precision,
                            config.onnx_cache)
     backend = ReplayBackend(inner)
     row = {"sequence": sequence.name, "model": model_name, "frames": len(sequence.frames),
+           "networks": f"{backend_name} ({getattr(inner, 'describe', lambda: precision)()})",
            "path_m": float(np.sum(np.linalg.norm(np.diff(sequence.T_world_cam[:, :3, 3], axis=0), axis=1)))}
     depths = None
-    for label, overrides in CONFIGURATIONS.items():
+    for label, overrides in configurations.items():
         T_est, depths_run, counts = run_pipeline(sequence, backend, {**overrides, "num_threads": threads},
                                                  checkpoint)
         depths = depths if depths is not None else depths_run
@@ -228,7 +241,8 @@ def evaluate(name: str, max_frames: int, backend_name: str, threads: int, model_
 
 
 def table(rows: list[dict]) -> str:
-    methods = ("orb", *CONFIGURATIONS)
+    configurations = [m for m in CONFIGURATIONS if m in rows[0]]
+    methods = ("orb", *configurations)
     header = ["sequence", "model", "frames", "path m"] + [f"ATE {m}" for m in methods] + \
              [f"RPE t {m}" for m in methods] + [f"{DEFAULT}/orb", f"<= {GOAL_RATIO}"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -238,11 +252,12 @@ def table(rows: list[dict]) -> str:
         cells += [f"{row[m]['rpe_trans_rmse']:.4f}" for m in methods]
         cells += [f"{row['ratio']:.2f}", "yes" if row["goal_met"] else "no"]
         lines.append("| " + " | ".join(cells) + " |")
-    extra = ["", "keyframes / lost frames / median pose-stage ms per configuration:"]
+    extra = ["", "networks: " + "; ".join(sorted({row["networks"] for row in rows})),
+             "", "keyframes / lost frames / median pose-stage ms per configuration:"]
     for row in rows:
         extra.append(f"  {row['sequence']}: " + "; ".join(
             f"{m} {row[m]['keyframes']} kf, {row[m]['lost_frames']} lost, {row[m]['pose_ms_median']:.1f} ms"
-            for m in CONFIGURATIONS) + f"; orb failed pairs {row['orb']['failed_pairs']}")
+            for m in configurations) + f"; orb failed pairs {row['orb']['failed_pairs']}")
     return "\n".join(lines + extra)
 
 
@@ -251,10 +266,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suites", nargs="+", default=["handheld", "indoor-slow", "driving", "demo"],
                         choices=[*SUITES, "demo"])
     parser.add_argument("--max-frames", type=int, default=0, help="first N frames of each sequence (0 = all)")
-    parser.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime"))
+    parser.add_argument("--backend", default=PipelineConfig().backend, choices=("torch", "onnxruntime", "openvino"))
+    parser.add_argument("--precision", default="auto", help="network precision (default: the backend's auto)")
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGURATIONS), default=list(CONFIGURATIONS),
+                        help="configurations to run (f2f always runs)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model", help="driving, indoor or a packed model file for every sequence (default: the "
                         "shipped one that fits each camera)")
+    parser.add_argument("--all-test-seeds", action="store_true",
+                        help="every test sequence of each suite, not only the first")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     if args.max_frames < 0 or args.max_frames == 1:
@@ -266,8 +286,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.suites:
         start = time.perf_counter()
-        rows.append(evaluate(name, args.max_frames, args.backend, args.threads, args.model))
-        print(f"{rows[-1]['sequence']}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        chosen = {label: CONFIGURATIONS[label] for label in CONFIGURATIONS
+                  if label == DEFAULT or label in args.configs}
+        seeds = SUITES[name].test_seeds if args.all_test_seeds and name in SUITES else (None,)
+        for seed in seeds:
+            rows.append(evaluate(name, args.max_frames, args.backend, args.threads, args.model, args.precision,
+                                 chosen, seed))
+            print(f"{rows[-1]['sequence']}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+            start = time.perf_counter()
     print(table(rows))
     if args.json:
         with atomic_output(args.json) as temporary:

@@ -144,7 +144,8 @@ class PriorDepthNode(Node):
         config = pipeline_config_from_values(values)
         self.pipeline = Pipeline(config, self.settings.checkpoint or None)
         self.get_logger().info(
-            f"pipeline ready: {self.pipeline.checkpoint.name}, backend {config.backend} on {config.device}, "
+            f"pipeline ready: {self.pipeline.checkpoint.name}, backend {config.backend} on {config.device} "
+            f"({self.pipeline.network_precision()}), "
             f"network input {self.pipeline.input_size[1]}x{self.pipeline.input_size[0]}, scale {config.scale_mode}")
 
         colorize_depth(np.ones((2, 2), dtype=np.float32))  # builds the colour table now, not on the first frame

@@ -2,7 +2,7 @@
 
     python -m priordepth_core.infer --input <TUM folder | KITTI sequence/drive | rosbag2 | suite:NAME[:SPLIT[:SEED]]>
         --out DIR [--model driving|indoor|FILE] [--config PIPELINE.yaml] [--set FIELD=VALUE ...]
-        [--backend torch|onnxruntime|tensorrt] [--scale-mode relative|camera_height] ...
+        [--backend openvino|onnxruntime|tensorrt|torch] [--scale-mode relative|camera_height] ...
 
 Examples:
 
@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "other flags)")
     parser.add_argument("--keypoints", help="KeypointNet checkpoint for a checkpoint without one "
                                             "(= --set keypoint_checkpoint=FILE)")
-    parser.add_argument("--backend", help="torch, onnxruntime or tensorrt (default torch; = --set backend=...)")
+    parser.add_argument("--backend", help="openvino, onnxruntime, tensorrt or torch (default openvino, INT8 where it "
+                                          "passes parity; = --set backend=...)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default cpu; = --set device=...)")
     parser.add_argument("--threads", type=int,
                         help="CPU threads per network (default 1; 0 = the libraries' default, all cores, which was "

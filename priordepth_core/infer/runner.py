@@ -87,7 +87,8 @@ def run_sequence(pipeline: Pipeline, sequence: InputSequence, out_dir: Path, pro
     metrics: dict = {
         "sequence": sequence.name, "input_kind": sequence.kind, "frames": len(T_est),
         "checkpoint": str(pipeline.checkpoint), "provenance": pipeline.model.provenance,
-        "backend": config.backend, "device": config.device, "network_input_hw": list(pipeline.input_size),
+        "backend": config.backend, "precision": pipeline.network_precision(), "device": config.device,
+        "network_input_hw": list(pipeline.input_size),
         "scale_mode": config.scale_mode, "scale_sources": sorted(scale_sources),
         "speed": {**speed, "frames_timed": len(timings["total"]), "warmup_frames_excluded": WARMUP_FRAMES},
         "tracking": {state.value: int(sum(s == state for s in states)) for state in TrackingState},

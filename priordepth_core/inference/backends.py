@@ -1,4 +1,5 @@
-"""Interchangeable network runtimes behind one small interface: PyTorch, ONNX Runtime, TensorRT (torch-tensorrt).
+"""Interchangeable network runtimes behind one small interface: PyTorch, ONNX Runtime, OpenVINO, TensorRT
+(torch-tensorrt).
 
 A backend runs the two networks of an :class:`~priordepth_core.inference.model_file.InferenceModel` at one fixed
 input size and returns torch tensors on the CPU, so that everything after the networks (keypoint selection,
@@ -15,15 +16,18 @@ import abc
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from .config import resolve_precision
 from .model_file import InferenceModel
 from .networks import DEPTH_OUTPUTS, IMAGE_NAME, KEYPOINT_OUTPUTS, DepthGraph, KeypointGraph
 from .onnx_graph import export_onnx_model
+from .quantize import CALIBRATION_PHOTOS, QUANTISATION_RECIPE, ParityResult, int8_parity, photo_batches, quantize_onnx
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +99,7 @@ def onnx_graph_bytes(graph: nn.Module, input_size: tuple[int, int], output_names
     example = torch.rand(1, 3, *input_size)
     data = export_onnx_model(graph.eval(), example, IMAGE_NAME, output_names)
     if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
-        except OSError:  # a read-only cache only costs the next start the export time
-            pass
+        _write_cache(path, data)
     return data
 
 
@@ -135,34 +132,140 @@ def ort_providers(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-class OnnxRuntimeBackend(NetworkBackend):
-    """ONNX Runtime sessions of the two graphs (exported on first use, then cached)."""
+def int8_graph_bytes(fp32_model: bytes, input_size: tuple[int, int], cache_key: str | None) -> bytes:
+    """The Conv-only INT8 QDQ model of ``fp32_model`` (quantize.py); cached like the FP32 graphs."""
+    path = None
+    if cache_key is not None:
+        path = onnx_cache_dir() / (f"{cache_key}-{input_size[0]}x{input_size[1]}-torch{torch.__version__}-"
+                                   f"{QUANTISATION_RECIPE}.onnx")
+        if path.is_file():
+            return path.read_bytes()
+    log.info("quantising a graph to INT8 at %dx%d (once; cached in %s)", input_size[1], input_size[0],
+             onnx_cache_dir() if path is not None else "memory only")
+    data = quantize_onnx(fp32_model, photo_batches(CALIBRATION_PHOTOS, input_size))
+    if path is not None:
+        _write_cache(path, data)
+    return data
 
-    name = "onnxruntime"
 
-    def __init__(self, model: InferenceModel, input_size: tuple[int, int], device: str = "cpu",
-                 num_threads: int = 0, use_cache: bool = True):
+def _write_cache(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except OSError:  # a read-only cache only costs the next start the export time
+        pass
+
+
+class OnnxGraphBackend(NetworkBackend):
+    """A runtime of the two exported ONNX graphs, FP32 or INT8 (each INT8 graph gated by its parity with FP32).
+
+    Subclasses say how a graph becomes a runnable session (:meth:`_compile`). After construction ``precisions``
+    names what each graph runs in and ``parity`` holds the INT8 parity results (quantize.ParityResult).
+    """
+
+    supported_precisions: tuple[str, ...] = ("fp32", "int8")
+
+    def __init__(self, model: InferenceModel, input_size: tuple[int, int], precision: str, use_cache: bool):
         super().__init__(input_size)
-        import onnxruntime as ort
-
-        providers = ort_providers(device)
+        if precision not in self.supported_precisions:
+            raise ValueError(f"backend {self.name!r} runs {' or '.join(self.supported_precisions)}, "
+                             f"not precision {precision!r}")
         key = model.fingerprint()[:20] if use_cache else None
-        options = ort_session_options(num_threads)
-        self.sessions = {}
+        self.runners: dict[str, Callable[[np.ndarray], list[np.ndarray]]] = {}
+        self.precisions: dict[str, str] = {}
+        self.parity: dict[str, ParityResult] = {}
         for name, graph, outputs in (("depth", DepthGraph(model.depth_net), DEPTH_OUTPUTS),
                                      ("keypoints", KeypointGraph(model.keypoint_net), KEYPOINT_OUTPUTS)):
-            data = onnx_graph_bytes(graph, self.input_size, outputs, None if key is None else f"{key}-{name}")
-            self.sessions[name] = ort.InferenceSession(data, options, providers=providers)
+            fp32 = onnx_graph_bytes(graph, self.input_size, outputs, None if key is None else f"{key}-{name}")
+            fp32_runner = self._compile(fp32)
+            self.runners[name], self.precisions[name] = fp32_runner, "fp32"
+            if precision != "int8":
+                continue
+            int8_runner = self._compile(int8_graph_bytes(fp32, self.input_size,
+                                                         None if key is None else f"{key}-{name}"))
+            parity = int8_parity(name, fp32_runner, int8_runner, self.input_size)
+            self.parity[name] = parity
+            if parity.passed:
+                self.runners[name], self.precisions[name] = int8_runner, "int8"
+            else:
+                log.warning("%s: the INT8 %s graph fails the parity check against FP32 (%s); running it in FP32",
+                            self.name, name, parity.describe())
+
+    @abc.abstractmethod
+    def _compile(self, onnx_model: bytes) -> Callable[[np.ndarray], list[np.ndarray]]:
+        """A function running ``onnx_model`` on a (1, 3, H, W) float32 array, returning its outputs in order."""
 
     def _run(self, name: str, image: torch.Tensor) -> list[np.ndarray]:
-        array = np.ascontiguousarray(image.detach().cpu().numpy(), dtype=np.float32)
-        return self.sessions[name].run(None, {IMAGE_NAME: array})
+        return self.runners[name](np.ascontiguousarray(image.detach().cpu().numpy(), dtype=np.float32))
 
     def depth(self, image: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self._run("depth", image)[0])
 
     def keypoints(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return {key: torch.from_numpy(value) for key, value in zip(KEYPOINT_OUTPUTS, self._run("keypoints", image))}
+
+    def describe(self) -> str:
+        """E.g. "depth int8, keypoints int8" (what each graph runs in)."""
+        return ", ".join(f"{name} {precision}" for name, precision in self.precisions.items())
+
+
+class OnnxRuntimeBackend(OnnxGraphBackend):
+    """ONNX Runtime sessions of the two graphs (exported on first use, then cached); INT8 on the CPU."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model: InferenceModel, input_size: tuple[int, int], device: str = "cpu",
+                 num_threads: int = 0, use_cache: bool = True, precision: str = "fp32"):
+        self.providers = ort_providers(device)
+        self.options = ort_session_options(num_threads)
+        if precision == "int8" and device != "cpu":
+            raise ValueError("onnxruntime INT8 runs on the CPU; use precision fp32 with device cuda")
+        super().__init__(model, input_size, precision, use_cache)
+
+    def _compile(self, onnx_model: bytes):
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(onnx_model, self.options, providers=self.providers)
+        return lambda array: session.run(None, {IMAGE_NAME: array})
+
+
+class OpenVinoBackend(OnnxGraphBackend):
+    """OpenVINO on the CPU: the same ONNX graphs, compiled for latency (FP32 kernels, or INT8 ones for the QDQ
+    graph). The fastest measured runtime here (benchmarks/pipeline.py, docs/odometry.md)."""
+
+    name = "openvino"
+
+    def __init__(self, model: InferenceModel, input_size: tuple[int, int], device: str = "cpu",
+                 num_threads: int = 0, use_cache: bool = True, precision: str = "int8"):
+        if device != "cpu":
+            raise BackendUnavailableError(f"backend 'openvino' runs on the CPU here, got device={device!r}; "
+                                          "use tensorrt or onnxruntime on CUDA")
+        try:
+            import openvino
+        except ImportError as exc:
+            raise BackendUnavailableError("backend 'openvino' needs the openvino package "
+                                          "(pip install openvino)") from exc
+        self.core = openvino.Core()
+        # The compiled model runs single requests; f32 inference precision keeps FP32 graphs in FP32 on CPUs with
+        # bf16 units (OpenVINO would otherwise lower them to bf16 and fail the FP32 reference).
+        self.compile_config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if num_threads > 0:
+            self.compile_config["INFERENCE_NUM_THREADS"] = num_threads
+        super().__init__(model, input_size, precision, use_cache)
+
+    def _compile(self, onnx_model: bytes):
+        compiled = self.core.compile_model(self.core.read_model(onnx_model), "CPU", self.compile_config)
+        request = compiled.create_infer_request()
+
+        def run(array: np.ndarray) -> list[np.ndarray]:
+            request.infer({0: array})
+            # Copies: the request reuses its output buffers on the next call.
+            return [np.array(request.get_output_tensor(i).data) for i in range(len(compiled.outputs))]
+
+        return run
 
 
 def require_tensorrt(device: str):
@@ -214,17 +317,18 @@ class TensorRTBackend(NetworkBackend):
 
 
 def create_backend(name: str, model: InferenceModel, input_size: tuple[int, int], device: str = "cpu",
-                   num_threads: int = 0, precision: str = "fp32", use_cache: bool = True) -> NetworkBackend:
-    """Build backend ``name`` ("torch", "onnxruntime", "tensorrt") for ``model`` at ``input_size``.
+                   num_threads: int = 0, precision: str = "auto", use_cache: bool = True) -> NetworkBackend:
+    """Build backend ``name`` ("torch", "onnxruntime", "openvino", "tensorrt") for ``model`` at ``input_size``.
 
     Raises:
-        ValueError: unknown backend name.
+        ValueError: unknown backend name, or a precision it does not run.
         BackendUnavailableError: the runtime cannot run here (no CUDA, a missing package).
     """
+    precision = resolve_precision(name, precision, device)
     if name == "torch":
         return TorchBackend(model, input_size, device, precision)
     if name == "onnxruntime":
-        return OnnxRuntimeBackend(model, input_size, device, num_threads, use_cache)
-    if name == "tensorrt":
-        return TensorRTBackend(model, input_size, device, precision)
-    raise ValueError(f"unknown backend {name!r}; choose torch, onnxruntime or tensorrt")
+        return OnnxRuntimeBackend(model, input_size, device, num_threads, use_cache, precision)
+    if name == "openvino":
+        return OpenVinoBackend(model, input_size, device, num_threads, use_cache, precision)
+    return TensorRTBackend(model, input_size, device, precision)

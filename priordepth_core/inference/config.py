@@ -17,19 +17,42 @@ from ..pose import POSE_SOURCE_NAMES, SOURCES_NEEDING_MATCH_CACHE
 # The Pipeline solves from live matches; sources that read a training match cache are not among its choices.
 PIPELINE_POSE_SOURCES = tuple(name for name in POSE_SOURCE_NAMES if name not in SOURCES_NEEDING_MATCH_CACHE)
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 SCALE_MODES = ("relative", "camera_height")
 LOST_MOTIONS = ("hold", "constant_velocity")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
+BACKEND_PRECISIONS = {"torch": ("fp32", "fp16"), "onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "int8"),
+                      "tensorrt": ("fp16", "fp32")}
+# What "auto" picks (benchmarks/pipeline.py): INT8 where it passes parity on the CPU, FP16 on TensorRT.
+AUTO_PRECISION = {"torch": "fp32", "onnxruntime": "int8", "openvino": "int8", "tensorrt": "fp16"}
+
+
+def resolve_precision(backend: str, precision: str, device: str = "cpu") -> str:
+    """``precision`` for ``backend``, with "auto" = the fastest measured one that passes parity: INT8 for OpenVINO
+    and ONNX Runtime on the CPU, FP16 for TensorRT, FP32 for PyTorch (the reference).
+
+    Raises:
+        ValueError: an unknown backend, or a precision the backend does not run.
+    """
+    if backend not in BACKEND_PRECISIONS:
+        raise ValueError(f"unknown backend {backend!r}; choose {', '.join(BACKEND_PRECISIONS)}")
+    allowed = BACKEND_PRECISIONS[backend]
+    if precision == "auto":
+        return "fp32" if backend == "onnxruntime" and device != "cpu" else AUTO_PRECISION[backend]
+    if precision not in allowed:
+        raise ValueError(f"backend {backend!r} runs precision {' or '.join(allowed)} (or auto), not {precision!r}")
+    return precision
+
+
 # DepthNet's stride-32 features must be at least 2 pixels a side for its reflection padding.
 MIN_INPUT_SIZE = 2 * INPUT_MULTIPLE
 
 
 @dataclass
 class PipelineConfig:
-    # Network runtime: "torch", "onnxruntime" (CPU, or CUDA with onnxruntime-gpu) or "tensorrt" (torch-tensorrt,
-    # CUDA only).
-    backend: str = one_of("torch", BACKENDS)
+    # Network runtime: "openvino" (CPU; the fastest measured here, INT8), "onnxruntime" (CPU INT8/FP32, or CUDA with
+    # onnxruntime-gpu), "tensorrt" (torch-tensorrt, CUDA only) or "torch" (the reference; what training runs).
+    backend: str = one_of("openvino", BACKENDS)
     # "cpu", "cuda" or "cuda:N" for the networks and the pose solve.
     device: str = "cpu"
     # Network input height; 0 = the checkpoint's training size. A multiple of 32 (DepthNet's strides), >= 64.
@@ -108,8 +131,10 @@ class PipelineConfig:
     # Run DepthNet and KeypointNet side by side in two threads (each with num_threads threads): with num_threads 1
     # on an otherwise idle 2-core CPU this overlaps the two networks; measure with benchmarks/pipeline.py.
     concurrent_networks: bool = False
-    # TensorRT precision ("fp16" or "fp32"); the torch backend on CUDA also honours "fp16".
-    precision: str = one_of("fp32", PRECISIONS)
+    # Network precision: "auto" = INT8 for openvino and onnxruntime on the CPU (Conv-only static quantisation, used
+    # only where it passes the parity check against FP32, inference/quantize.py), FP16 for tensorrt, FP32 for torch;
+    # or "fp32", "fp16" (tensorrt, torch on CUDA), "int8" (openvino, onnxruntime).
+    precision: str = one_of("auto", PRECISIONS)
     # A separate KeypointNet checkpoint (python -m priordepth_core.train.keypoints) for a depth-only checkpoint.
     keypoint_checkpoint: str = ""
     # Reuse ONNX graphs exported earlier ($PRIORDEPTH_CACHE/onnx), keyed by the weights and the input size.
@@ -126,6 +151,10 @@ class PipelineConfig:
                                   f"(DepthNet's strides), got {getattr(self, name)!r}")
         if (self.input_height == 0) != (self.input_width == 0):
             raise ConfigError("set both input_height and input_width, or neither")
+        try:
+            resolve_precision(self.backend, self.precision, self.device)
+        except ValueError as exc:
+            raise ConfigError(f"config value precision: {exc}") from None
 
     def replace(self, **changes) -> PipelineConfig:
         """A validated copy with some fields changed; unknown names raise ConfigError with the nearest field."""

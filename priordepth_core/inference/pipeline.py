@@ -42,7 +42,7 @@ from ..geometry.se3 import invert_transform_np
 from ..models import gather_matches, match_descriptors, select_keypoints
 from ..pose import PoseSourceSettings, build_pose_source
 from .backends import NetworkBackend, create_backend
-from .config import PipelineConfig
+from .config import PipelineConfig, resolve_precision
 from .ground_plane import estimate_camera_height
 from .keyframes import KeyframePolicy
 from .model_file import InferenceModel, load_inference_model, model_path
@@ -118,7 +118,7 @@ class Pipeline:
         BackendUnavailableError: the backend cannot run on this machine (e.g. TensorRT without CUDA).
 
     Example:
-        >>> pipeline = Pipeline.from_checkpoint(backend="onnxruntime")  # doctest: +SKIP
+        >>> pipeline = Pipeline.from_checkpoint()  # the shipped model, OpenVINO INT8  # doctest: +SKIP
         >>> result = pipeline.process(image_rgb, K, stamp=0.0)  # doctest: +SKIP
         >>> result.depth.shape, result.tracking_state  # doctest: +SKIP
     """
@@ -156,11 +156,25 @@ class Pipeline:
         self._clear("first frame")
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path | None = None, backend: str = "torch", device: str = "cpu",
+    def from_checkpoint(cls, path: str | Path | None = None, backend: str | None = None, device: str = "cpu",
                         **config_overrides) -> Pipeline:
-        """Build a pipeline from a checkpoint (None = the shipped model) with config fields as keyword arguments."""
-        config = PipelineConfig().replace(backend=backend, device=device, **config_overrides)
+        """Build a pipeline from a checkpoint (None = the shipped model) with config fields as keyword arguments;
+        ``backend`` None = the config's default (openvino)."""
+        if backend is not None:
+            config_overrides["backend"] = backend
+        config = PipelineConfig().replace(device=device, **config_overrides)
         return cls(config, path)
+
+    def network_precision(self) -> str:
+        """What each network runs in, e.g. "depth int8, keypoints int8" (an INT8 graph that failed its parity check
+        runs in FP32)."""
+        describe = getattr(self.backend, "describe", None)
+        if describe is not None:
+            return describe()
+        try:
+            return resolve_precision(self.backend.name, self.config.precision, self.config.device)
+        except ValueError:  # a backend object handed in by the caller (not one of the named runtimes)
+            return self.config.precision
 
     # ------------------------------------------------------------------------------------------------ state
     def reset(self) -> None:

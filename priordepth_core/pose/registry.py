@@ -14,6 +14,7 @@ from .problem import PoseSourceSettings
 from .sources import (
     AnchoredEssentialSource,
     AnchoredRotationPoseNetSource,
+    EpipolarCheckedSource,
     EssentialSource,
     FallbackSource,
     PnPSource,
@@ -42,6 +43,20 @@ def poselib_pnp_then_essential(settings: PoseSourceSettings) -> FallbackSource:
                           "poselib PnP failed; pose from poselib's relative pose with depth scale")
 
 
+# A PnP pose must keep this share of the essential pose's epipolar inliers, and have this share of its inlier count
+# as its own PnP inliers (EpipolarCheckedSource).
+EPIPOLAR_AGREEMENT = 0.9
+DEPTH_AGREEMENT = 0.5
+
+
+def poselib_pnp_checked(settings: PoseSourceSettings) -> EpipolarCheckedSource:
+    """poselib's PnP, replaced by poselib's relative pose (depth scale) where the PnP pose is unsupported or
+    contradicts the epipolar geometry (:class:`EpipolarCheckedSource`); inference only."""
+    return EpipolarCheckedSource(PoselibPnPSource(settings), PoselibEssentialSource(settings), "poselib_pnp_checked",
+                                 "poselib PnP failed; pose from poselib's relative pose with depth scale",
+                                 EPIPOLAR_AGREEMENT, DEPTH_AGREEMENT)
+
+
 POSE_SOURCES: dict[str, Callable[[PoseSourceSettings], PoseSource]] = {
     "posenet": PoseNetSource,
     "pnp": PnPSource,
@@ -52,6 +67,7 @@ POSE_SOURCES: dict[str, Callable[[PoseSourceSettings], PoseSource]] = {
     "poselib_pnp": PoselibPnPSource,
     "poselib_essential": PoselibEssentialSource,
     "poselib_pnp_essential": poselib_pnp_then_essential,
+    "poselib_pnp_checked": poselib_pnp_checked,
 }
 POSE_SOURCE_NAMES = tuple(POSE_SOURCES)
 # Sources that read the frozen match cache (training data with data.match_cache); the Pipeline has no such cache.

@@ -34,7 +34,8 @@ def test_yaml_file_then_overrides(tmp_path):
 @pytest.mark.parametrize(("overrides", "message"), [
     (["min_inliers=3"], "config value min_inliers must be >= 6 and <= 10000, got 3"),
     (["match_ratio=1.5"], "config value match_ratio must be >= 0.01 and <= 1.0, got 1.5"),
-    (["backend=openvino"], "config value backend must be one of ['torch', 'onnxruntime', 'tensorrt'], got 'openvino'"),
+    (["backend=caffe"],
+     "config value backend must be one of ['torch', 'onnxruntime', 'openvino', 'tensorrt'], got 'caffe'"),
     (["input_height=100", "input_width=320"],
      "config value input_height must be >= 0 and <= 4096 and a multiple of 32, got 100"),
     (["input_height=32", "input_width=320"],

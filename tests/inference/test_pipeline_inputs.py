@@ -104,7 +104,7 @@ def test_pipeline_reinit_can_restart_at_identity(plane_depth_backend, plane_sequ
 
 
 @pytest.mark.parametrize("field, value, match", [
-    ("backend", "openvino", "backend"),
+    ("backend", "tflite", "backend"),
     ("device", "gpu", "device"),
     ("input_height", 100, "multiple of 32"),
     ("input_width", 0, "both"),  # input_height set below, width not
@@ -115,7 +115,8 @@ def test_pipeline_reinit_can_restart_at_identity(plane_depth_backend, plane_sequ
     ("ransac_threshold_px", 0.0, "ransac_threshold_px"),
     ("match_ratio", 1.5, "match_ratio"),
     ("lost_motion", "drift", "lost_motion"),
-    ("precision", "int8", "precision"),
+    ("precision", "int4", "precision"),
+    ("precision", "fp16", "precision"),  # the default backend, openvino, runs fp32 or int8
 ])
 def test_pipeline_config_rejects_bad_values(field, value, match):
     changes = {field: value}

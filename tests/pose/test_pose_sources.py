@@ -43,7 +43,8 @@ def translation_error(T: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 # The solver each match source's pose comes from when nothing fails.
 PRIMARY_METHOD = {"pnp": "pnp", "essential": "essential", "pnp_essential": "pnp", "poselib_pnp": "poselib_pnp",
-                  "poselib_essential": "poselib_essential", "poselib_pnp_essential": "poselib_pnp"}
+                  "poselib_essential": "poselib_essential", "poselib_pnp_essential": "poselib_pnp",
+                  "poselib_pnp_checked": "poselib_pnp"}
 
 
 @pytest.mark.parametrize("name", list(PRIMARY_METHOD))
@@ -81,9 +82,12 @@ def test_essential_source_recognises_pure_rotation():
 
 
 # poselib_pnp_essential is left out: on this problem poselib's PnP returns a wrong pose (4 deg, 70 % translation
-# error) with 20-25 inliers, so it does not fall back (docs/odometry.md).
+# error) with 20-25 inliers, so it does not fall back (docs/odometry.md). poselib_pnp_checked catches that pose on
+# the epipolar geometry.
 @pytest.mark.parametrize("name, fallback_method, reason", [
-    ("pnp_essential", "essential", "PnP failed; pose from the essential matrix with depth scale")])
+    ("pnp_essential", "essential", "PnP failed; pose from the essential matrix with depth scale"),
+    ("poselib_pnp_checked", "poselib_essential",
+     "poselib_pnp pose contradicts the epipolar geometry; pose from poselib_essential")])
 def test_pnp_essential_falls_back_where_the_depth_disagrees_with_the_geometry(name, fallback_method, reason):
     """Depth off by a factor e^[-1, 1] per point: PnP finds no consistent pose, the essential matrix (direction from the
     matches, length from the depth's median) does; the result says which model won and why."""

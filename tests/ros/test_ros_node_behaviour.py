@@ -496,7 +496,7 @@ def test_run_time_parameter_changes_and_stale_frames(harness_factory):
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
-    (["-p", "backend:=tensorflow"], "parameter 'backend' must be one of: torch, onnxruntime, tensorrt"),
+    (["-p", "backend:=tensorflow"], "parameter 'backend' must be one of: torch, onnxruntime, openvino, tensorrt"),
     (["-p", "checkpoint:=/nonexistent/model.pt"], "/nonexistent/model.pt"),
 ])
 def test_bad_configuration_stops_the_node_at_start_with_a_clear_message(ros_domain, arguments, message):

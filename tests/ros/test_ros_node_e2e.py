@@ -26,7 +26,7 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy (the ros-jazzy wheels) is not
 pytest.importorskip("std_srvs.srv", reason="std_srvs (ros-jazzy-std-srvs) is not installed")
 pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs is not built into this environment (make ros-interfaces)")
 
-from conftest import replay_command, spin_until  # noqa: E402
+from ros_e2e_helpers import replay_command, spin_until  # noqa: E402
 from rosbags.highlevel import AnyReader  # noqa: E402
 
 from priordepth_ros.conversions import (  # noqa: E402

@@ -42,7 +42,7 @@ def test_every_pipeline_field_is_a_parameter_with_the_core_default_and_its_comme
             assert spec.allowed is not None, f"declare a range for PipelineConfig.{f.name} (ranged(...))"
         if f.name in ("backend", "scale_mode", "lost_motion", "precision"):
             assert spec.choices
-    assert specs["backend"].choices == ("torch", "onnxruntime", "tensorrt")
+    assert specs["backend"].choices == ("torch", "onnxruntime", "openvino", "tensorrt")
     assert (specs["input_width"].allowed.low, specs["input_width"].allowed.step) == (0, 32)
 
 
@@ -99,7 +99,7 @@ def test_values_map_onto_the_pipeline_config_and_node_settings():
 
 
 @pytest.mark.parametrize(("name", "value", "error"), [
-    ("backend", "tensorflow", "'backend' must be one of: torch, onnxruntime, tensorrt, got 'tensorflow'"),
+    ("backend", "tensorflow", "'backend' must be one of: torch, onnxruntime, openvino, tensorrt, got 'tensorflow'"),
     ("input_height", 100, "'input_height' must be from 0 to 4096, multiples of 32, got 100"),
     ("max_keypoints", 4, "'max_keypoints' must be from 8 to 16384"),
     ("max_keypoints", 12.5, "'max_keypoints' must be an integer"),
@@ -138,7 +138,7 @@ def test_rclpy_declares_descriptors_and_enforces_them(ros_domain, monkeypatch):
             Parameter("max_keypoints", value=256), Parameter("publish.matches", value=False)])
         values = declare_parameters(node)
         assert values["max_keypoints"] == 256 and values["publish.matches"] is False
-        assert values["backend"] == "torch" and values["camera_mount.xyz"] == [0.0, 0.0, 0.0]
+        assert values["backend"] == "openvino" and values["camera_mount.xyz"] == [0.0, 0.0, 0.0]
         descriptor = node.describe_parameter("input_height")
         assert descriptor.read_only and descriptor.integer_range[0].step == 32
         assert descriptor.description == parameter_specs()["input_height"].description
