@@ -292,6 +292,18 @@ def load_keypoint_net(path: str | Path, device: str | torch.device = "cpu") -> t
     return net.to(device).eval(), config
 
 
+def strip_keypoint_checkpoint(checkpoint: str | Path, out: str | Path, half: bool = True) -> int:
+    """Write the weights and config of a training checkpoint alone (no optimiser or generator state; fp16 floats
+    when ``half``, as the packed models hold them), atomically, in the format :func:`load_keypoint_net` and the
+    Pipeline's ``keypoint_checkpoint`` read; returns the file size in bytes."""
+    state = load_checkpoint(checkpoint)
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ValueError(f"{checkpoint} is not a KeypointNet checkpoint (needs 'model' and 'config')")
+    weights = {k: (v.half() if half and v.is_floating_point() else v).clone() for k, v in state["model"].items()}
+    save_atomic({"model": weights, "config": state["config"], "step": int(state.get("step", -1))}, out)
+    return Path(out).stat().st_size
+
+
 def gather_training_images(names: Sequence[str], folders: Sequence[str | Path]) -> tuple[list[str], list[np.ndarray]]:
     """(source names, RGB images) of the named scikit-image photos and every image of the folders."""
     sources, images = [], []

@@ -13,6 +13,7 @@ from priordepth_core.train.keypoints import (
     init_from,
     load_keypoint_net,
     main,
+    strip_keypoint_checkpoint,
     train_keypoint_net,
 )
 
@@ -51,6 +52,14 @@ def test_light_head_trains_alone_from_a_kp2d_net(tmp_path):
     fresh = KeypointNet(descriptor_dim=16, lite=True, descriptor_head="light")
     init_from(fresh, tmp_path / "kp2d.pt")
     assert any(not torch.equal(state[k], fresh.state_dict()[k]) for k in state if k.startswith("light_descriptor."))
+    # The shipped form: weights (fp16) and config only, read back by the same loader.
+    stripped = tmp_path / "stripped.pt"
+    assert strip_keypoint_checkpoint(out, stripped) < out.stat().st_size
+    assert set(load_checkpoint(stripped)) == {"model", "config", "step"}
+    small, small_config = load_keypoint_net(stripped)
+    assert small_config == config
+    for key, value in small.state_dict().items():
+        torch.testing.assert_close(value, state[key].half().to(value.dtype), msg=key)
 
 
 def test_cli_descriptor_head_options(tmp_path, capsys):
