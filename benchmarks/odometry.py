@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         rows.append(evaluate(name, args.max_frames, args.backend, args.threads, args.model, args.keypoint_checkpoint))
         print(f"{rows[-1]['sequence']}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    print("KeypointNet: " + (args.keypoint_checkpoint or "the model file's"))
     print(table(rows))
     if args.json:
         with atomic_output(args.json) as temporary:
