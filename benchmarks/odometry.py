@@ -3,6 +3,7 @@
     python benchmarks/odometry.py [--suites handheld indoor-slow driving demo] [--max-frames N]
                                   [--backend openvino] [--precision auto] [--configs f2f f2f/checked ...]
                                   [--model driving|indoor|FILE] [--all-test-seeds] [--json OUT.json]
+                                  [--keypoint-checkpoint FILE]
 
 Sequences: the test sequence (first seed) of each synthetic suite (``handheld``, ``indoor-slow``, ``driving``;
 rendered in memory exactly as ``suite:NAME:test:SEED`` of ``python -m priordepth_core.infer`` writes them) and the
@@ -10,7 +11,8 @@ demo sequence of ``make demo`` (street, car, 60 frames at 640x192, seed 900). ``
 frames of each (the path is the full sequence's).
 
 Per sequence the shipped model that fits the camera (``indoor`` for handheld and indoor-slow, ``driving`` for driving
-and the demo; ``--model`` overrides) runs its networks once (their outputs are replayed to every configuration, so the
+and the demo; ``--model`` overrides; ``--keypoint-checkpoint`` replaces its KeypointNet, as the Pipeline's
+``keypoint_checkpoint`` does) runs its networks once (their outputs are replayed to every configuration, so the
 configurations differ only in what follows the networks), and the same frames go through:
 
 - ``orb``: ORB (2000 features) + OpenCV's 5-point RANSAC essential matrix + ``recoverPose`` per consecutive pair at
@@ -214,23 +216,26 @@ SUITE_MODEL = {"handheld": "indoor", "indoor-slow": "indoor", "driving": "drivin
 
 
 def evaluate(name: str, max_frames: int, backend_name: str, threads: int, model_name: str | None = None,
-             precision: str = "auto", configurations: dict | None = None, seed: int | None = None) -> dict:
+             precision: str = "auto", configurations: dict | None = None, seed: int | None = None,
+             keypoint_checkpoint: str = "") -> dict:
     configurations = CONFIGURATIONS if configurations is None else configurations
     sequence = load_sequence(name, max_frames, seed)
-    config = PipelineConfig()
+    config = PipelineConfig(keypoint_checkpoint=keypoint_checkpoint)
     model_name = model_name or SUITE_MODEL[name]
     checkpoint = str(model_path(model_name))
-    model = load_inference_model(checkpoint)
+    model = load_inference_model(checkpoint, keypoint_checkpoint or None)
     inner = create_backend(backend_name, model, tuple(model.input_size), "cpu", threads, precision,
                            config.onnx_cache)
     backend = ReplayBackend(inner)
-    row = {"sequence": sequence.name, "model": model_name, "frames": len(sequence.frames),
+    row = {"sequence": sequence.name, "model": model_name, "keypoint_checkpoint": keypoint_checkpoint,
+           "frames": len(sequence.frames),
            "networks": f"{backend_name} ({getattr(inner, 'describe', lambda: precision)()})",
            "path_m": float(np.sum(np.linalg.norm(np.diff(sequence.T_world_cam[:, :3, 3], axis=0), axis=1)))}
     depths = None
     for label, overrides in configurations.items():
-        T_est, depths_run, counts = run_pipeline(sequence, backend, {**overrides, "num_threads": threads},
-                                                 checkpoint)
+        T_est, depths_run, counts = run_pipeline(
+            sequence, backend, {**overrides, "num_threads": threads, "keypoint_checkpoint": keypoint_checkpoint},
+            checkpoint)
         depths = depths if depths is not None else depths_run
         row[label] = {**trajectory_metrics(T_est, sequence.T_world_cam), **counts}
     T_orb, failed = orb_chain(sequence, depths)
@@ -275,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
                         "shipped one that fits each camera)")
     parser.add_argument("--all-test-seeds", action="store_true",
                         help="every test sequence of each suite, not only the first")
+    parser.add_argument("--keypoint-checkpoint", default="", metavar="FILE",
+                        help="a KeypointNet (keypoint checkpoint, e.g. experiments/models/keypoint_net_light.pt) to "
+                        "use instead of the model's (the Pipeline's keypoint_checkpoint)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     if args.max_frames < 0 or args.max_frames == 1:
@@ -291,9 +299,10 @@ def main(argv: list[str] | None = None) -> int:
         seeds = SUITES[name].test_seeds if args.all_test_seeds and name in SUITES else (None,)
         for seed in seeds:
             rows.append(evaluate(name, args.max_frames, args.backend, args.threads, args.model, args.precision,
-                                 chosen, seed))
+                                 chosen, seed, args.keypoint_checkpoint))
             print(f"{rows[-1]['sequence']}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
             start = time.perf_counter()
+    print("KeypointNet: " + (args.keypoint_checkpoint or "the model file's"))
     print(table(rows))
     if args.json:
         with atomic_output(args.json) as temporary:

@@ -54,7 +54,8 @@ def _keypoint_net_from_checkpoint(path: str):
     if not weights:
         return None
     model = state["config"]["model"]
-    net = KeypointNet(descriptor_dim=model["descriptor_dim"], lite=model["keypoint_lite"])
+    net = KeypointNet(descriptor_dim=model["descriptor_dim"], lite=model["keypoint_lite"],
+                      descriptor_head=model.get("keypoint_descriptor_head", "kp2d"))
     net.load_state_dict(weights)
     return net.eval()
 

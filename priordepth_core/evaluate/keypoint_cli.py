@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..train.checkpoint import load_checkpoint
 from ..train.keypoints import load_keypoint_net, skimage_photo
 from .keypoint_eval import (
     DEFAULT_GRAF_DIR,
@@ -35,13 +36,20 @@ TABLE_KEYS = ["repeatability", "localization_error", "correctness_1", "correctne
 
 def load_keypoint_detector(path: str | Path, top_k: int = 1000, nms_radius: int = 0,
                            device: str | torch.device = "cpu") -> KeypointNetDetector:
-    """The KeypointNet of a ``python -m priordepth_core.train.keypoints`` checkpoint as a detector.
+    """The KeypointNet of a ``python -m priordepth_core.train.keypoints`` checkpoint, or of a packed inference model
+    (e.g. ``priordepth_core/assets/priordepth_indoor.pt``), as a detector.
 
     Raises:
         FileNotFoundError: the file is missing.
         ValueError: the file is not a KeypointNet checkpoint, or its weights do not fit its config.
     """
-    net, _ = load_keypoint_net(path, device)
+    from ..inference.model_file import INFERENCE_MODEL_FORMAT, load_keypoint_net_file  # lazy: a heavier package
+
+    state = load_checkpoint(path, map_location="cpu")
+    if isinstance(state, dict) and state.get("format") == INFERENCE_MODEL_FORMAT:
+        net = load_keypoint_net_file(path)[0].to(device)
+    else:
+        net, _ = load_keypoint_net(path, device)
     return KeypointNetDetector(net, top_k=top_k, nms_radius=nms_radius, device=device)
 
 
@@ -80,7 +88,8 @@ def add_keypoints_parser(sub: argparse._SubParsersAction) -> None:
                     "graf3 pair and random warps of held-out images. Prints markdown tables.",
         epilog="example:\n  python -m priordepth_core.evaluate keypoints --checkpoint runs/keypoints/keypoint_net.pt "
                "--json runs/keypoints/eval.json", formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", help="KeypointNet checkpoint (needed for method 'ours')")
+    parser.add_argument("--checkpoint", help="KeypointNet checkpoint or packed inference model (needed for method "
+                        "'ours')")
     parser.add_argument("--graf", default=str(DEFAULT_GRAF_DIR), help="folder with graf1.png, graf3.png, H1to3p.xml")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--top-k", type=int, default=1000, help="keypoints per image (correctness, matching score)")

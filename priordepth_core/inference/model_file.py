@@ -84,7 +84,8 @@ class InferenceModel:
         keypoint_net: KeypointNet.
         input_size: ``(H, W)`` the networks were trained at.
         depth_config: DepthNet constructor arguments (``num_layers``, ``lite``, ``min_depth``, ``max_depth``).
-        keypoint_config: KeypointNet constructor arguments (``descriptor_dim``, ``lite``, ``upsample_descriptors``).
+        keypoint_config: KeypointNet constructor arguments (``descriptor_dim``, ``lite``, ``upsample_descriptors``,
+            ``descriptor_head``; files written before the light head lack it, which means ``"kp2d"``).
         provenance: where the weights come from (JSON-able).
         source: the file they were read from.
     """
@@ -167,10 +168,22 @@ def build_depth_net(config: dict[str, Any]) -> DepthNet:
                     min_depth=float(config["min_depth"]), max_depth=float(config["max_depth"]), scales=(0,))
 
 
+def _keypoint_config(descriptor_dim: int, lite: bool, upsample_descriptors: bool = True,
+                     descriptor_head: str = "kp2d") -> dict[str, Any]:
+    """A ``keypoint_config`` dict; ``descriptor_head`` only when it is not the default ``"kp2d"``, so the configs
+    (and :meth:`InferenceModel.fingerprint`, the exported-graph cache key) of every KP2D-head model stay as before."""
+    config = {"descriptor_dim": int(descriptor_dim), "lite": bool(lite),
+              "upsample_descriptors": bool(upsample_descriptors)}
+    if descriptor_head != "kp2d":
+        config["descriptor_head"] = str(descriptor_head)
+    return config
+
+
 def _build_keypoint_net(config: dict[str, Any]) -> KeypointNet:
     # Dropout is inactive in eval mode; 0 keeps the module identical to what export traces.
     return KeypointNet(descriptor_dim=int(config["descriptor_dim"]), lite=bool(config["lite"]),
-                       upsample_descriptors=bool(config.get("upsample_descriptors", True)), dropout=0.0)
+                       upsample_descriptors=bool(config.get("upsample_descriptors", True)), dropout=0.0,
+                       descriptor_head=str(config.get("descriptor_head", "kp2d")))
 
 
 def _load_into(net: torch.nn.Module, state: dict[str, torch.Tensor], what: str, path: Path) -> None:
@@ -202,8 +215,9 @@ def _keypoint_net_from_file(path: str | Path) -> tuple[KeypointNet, dict[str, An
     elif model_file.kind == TRAINER_CHECKPOINT:
         config, weights, provenance = _trainer_keypoint_net(path, state)
     else:
-        config = {"descriptor_dim": int(state["config"]["descriptor_dim"]), "lite": bool(state["config"]["lite"]),
-                  "upsample_descriptors": bool(state["config"].get("upsample_descriptors", True))}
+        saved = state["config"]
+        config = _keypoint_config(saved["descriptor_dim"], saved["lite"], saved.get("upsample_descriptors", True),
+                                  saved.get("descriptor_head", "kp2d"))
         weights = state["model"]
         provenance = {"keypoint_source": str(path), "keypoint_training": _jsonable(state["config"]),
                       "keypoint_step": int(state.get("step", -1))}
@@ -212,14 +226,26 @@ def _keypoint_net_from_file(path: str | Path) -> tuple[KeypointNet, dict[str, An
     return net, dict(config), provenance
 
 
+def load_keypoint_net_file(path: str | Path) -> tuple[KeypointNet, dict[str, Any], dict[str, Any]]:
+    """(KeypointNet in eval mode, its ``keypoint_config``, provenance) from any file holding one: a KeypointNet
+    checkpoint, a trainer checkpoint with a KeypointNet or a packed model.
+
+    Raises:
+        FileNotFoundError: ``path`` is missing.
+        ValueError: the file holds no KeypointNet, or its weights do not fit its config.
+    """
+    net, config, provenance = _keypoint_net_from_file(path)
+    return net.eval(), config, provenance
+
+
 def _trainer_keypoint_net(path: Path, state: dict[str, Any]):
     weights = _submodule_state(state["model"], "keypoint_net.")
     if not weights:
         raise ValueError(f"{path} was trained with pose source {state['config'].get('pose', {}).get('source')!r} "
                          f"and holds no KeypointNet; give one with --keypoints / keypoint_checkpoint")
     model = state["config"]["model"]
-    config = {"descriptor_dim": int(model.get("descriptor_dim", 256)), "lite": bool(model.get("keypoint_lite", False)),
-              "upsample_descriptors": True}
+    config = _keypoint_config(model.get("descriptor_dim", 256), model.get("keypoint_lite", False), True,
+                              model.get("keypoint_descriptor_head", "kp2d"))
     return config, weights, {"keypoint_source": f"{path} (joint DepthPoseModel)"}
 
 
@@ -330,7 +356,7 @@ def untrained_inference_model(input_size: tuple[int, int], descriptor_dim: int =
     """Randomly initialised lite networks (for speed measurements and tests where the weights do not matter)."""
     torch.manual_seed(seed)
     depth_config = {"num_layers": 18, "lite": True, "min_depth": min_depth, "max_depth": max_depth}
-    keypoint_config = {"descriptor_dim": descriptor_dim, "lite": True, "upsample_descriptors": True}
+    keypoint_config = _keypoint_config(descriptor_dim, True)
     return InferenceModel(build_depth_net(depth_config).eval(), _build_keypoint_net(keypoint_config).eval(),
                           tuple(input_size), depth_config, keypoint_config,
                           {"note": f"untrained (random initialisation, seed {seed})"}, "untrained")

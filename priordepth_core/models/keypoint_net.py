@@ -32,10 +32,49 @@ KEYPOINT_CELL = 8
 # Encoder stage widths (KP2D) and the head width; the lite model halves them.
 ENCODER_WIDTHS = (32, 64, 128, 256)
 HEAD_WIDTH = 256
+# Descriptor heads KeypointNet can build (see :class:`KeypointNet`).
+DESCRIPTOR_HEADS = ("kp2d", "light")
 
 
 def _conv_bn(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels))
+
+
+def _pointwise_bn(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
+
+
+class LightDescriptorHead(nn.Module):
+    """The cheap descriptor head (``descriptor_head="light"``): 1x1 convs plus one depthwise 3x3.
+
+    Same contract as the KP2D head: cell features (B, c4, Hc, Wc) (and, when upsampling, the stride-4 skip
+    (B, c3, 2 Hc, 2 Wc)) -> un-normalised descriptors (B, D, Hd, Wd). Layout: 1x1 c4 -> c5 (cell grid); when
+    upsampling, 1x1 c5 -> 4 c3 + pixel shuffle to stride 4, concatenated with the skip; a depthwise 3x3 (the only
+    spatial context the head adds; the encoder's receptive field is already large) and a 1x1 to c5; a 1x1 to D.
+    """
+
+    def __init__(self, c3: int, c4: int, c5: int, descriptor_dim: int, upsample: bool, dropout: float):
+        super().__init__()
+        self.upsample = upsample
+        self.reduce = _pointwise_bn(c4, c5)
+        if upsample:
+            self.up = nn.Sequential(_pointwise_bn(c5, 4 * c3), nn.PixelShuffle(2))
+            mid_in = 2 * c3
+        else:
+            mid_in = c5
+        self.depthwise = nn.Sequential(nn.Conv2d(mid_in, mid_in, 3, padding=1, groups=mid_in, bias=False),
+                                       nn.BatchNorm2d(mid_in))
+        self.pointwise = _pointwise_bn(mid_in, c5)
+        self.out = nn.Conv2d(c5, descriptor_dim, 1)
+        self.relu = nn.LeakyReLU(inplace=True)
+        self.dropout = nn.Dropout2d(dropout)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        feat = self.dropout(self.relu(self.reduce(x)))  # (B, c5, Hc, Wc)
+        if self.upsample:
+            feat = torch.cat([self.up(feat), skip], dim=1)  # (B, 2 c3, 2 Hc, 2 Wc)
+        feat = self.relu(self.pointwise(self.relu(self.depthwise(feat))))  # (B, c5, Hd, Wd)
+        return self.out(feat)  # (B, D, Hd, Wd)
 
 
 class KeypointNet(nn.Module):
@@ -49,6 +88,13 @@ class KeypointNet(nn.Module):
         cross_ratio: how far a keypoint may move from its cell centre, in half-cells (KP2D: 2, i.e. up to one cell
             beyond its own).
         dropout: Dropout2d probability in the encoder and heads (KP2D: 0.2); 0 disables.
+        descriptor_head: ``"kp2d"`` (default; KP2D's head of 3x3 convs, what the shipped models hold) or
+            ``"light"`` (:class:`LightDescriptorHead`: 1x1 convs and one depthwise 3x3). Why: in the lite model at
+            640x192 the KP2D head costs 3.1 of the network's 5.3 GMAC (``descriptor_up`` 0.57, ``descriptor_mid``
+            and ``descriptor_out`` 1.13 each at stride 4, ``descriptor_in`` 0.28); the light head costs 0.35 GMAC,
+            so the whole network 2.5 GMAC (``benchmarks/keypoint_head.py`` measures MACs, latency and match
+            accuracy of both; docs/keypoints.md, "Light descriptor head"). The encoder, score and location heads
+            are the same in both, so a light net can start from a KP2D net's weights.
 
     Example:
         >>> net = KeypointNet(descriptor_dim=64, lite=True)
@@ -58,8 +104,10 @@ class KeypointNet(nn.Module):
     """
 
     def __init__(self, descriptor_dim: int = 256, lite: bool = False, upsample_descriptors: bool = True,
-                 cross_ratio: float = 2.0, dropout: float = 0.2):
+                 cross_ratio: float = 2.0, dropout: float = 0.2, descriptor_head: str = "kp2d"):
         super().__init__()
+        if descriptor_head not in DESCRIPTOR_HEADS:
+            raise ValueError(f"unknown descriptor_head {descriptor_head!r}; choose from {', '.join(DESCRIPTOR_HEADS)}")
         if descriptor_dim < 1:
             raise ValueError(f"descriptor_dim must be positive, got {descriptor_dim}")
         if cross_ratio <= 0 or not 0 <= dropout < 1:
@@ -81,15 +129,19 @@ class KeypointNet(nn.Module):
                                         nn.Conv2d(c5, 1, 3, padding=1))
         self.location_head = nn.Sequential(_conv_bn(c4, c5), nn.LeakyReLU(inplace=True), nn.Dropout2d(dropout),
                                            nn.Conv2d(c5, 2, 3, padding=1))
-        self.descriptor_in = _conv_bn(c4, c5)
-        if upsample_descriptors:
-            # 4 * c3 channels shuffle into c3 channels at twice the resolution, matching the stride-4 skip.
-            self.descriptor_up = nn.Sequential(_conv_bn(c5, 4 * c3), nn.PixelShuffle(2))
-            descriptor_in_channels = 2 * c3
+        self.descriptor_head = descriptor_head
+        if descriptor_head == "light":
+            self.light_descriptor = LightDescriptorHead(c3, c4, c5, descriptor_dim, upsample_descriptors, dropout)
         else:
-            descriptor_in_channels = c5
-        self.descriptor_mid = _conv_bn(descriptor_in_channels, c5)
-        self.descriptor_out = nn.Conv2d(c5, descriptor_dim, 3, padding=1)
+            self.descriptor_in = _conv_bn(c4, c5)
+            if upsample_descriptors:
+                # 4 * c3 channels shuffle into c3 channels at twice the resolution, matching the stride-4 skip.
+                self.descriptor_up = nn.Sequential(_conv_bn(c5, 4 * c3), nn.PixelShuffle(2))
+                descriptor_in_channels = 2 * c3
+            else:
+                descriptor_in_channels = c5
+            self.descriptor_mid = _conv_bn(descriptor_in_channels, c5)
+            self.descriptor_out = nn.Conv2d(c5, descriptor_dim, 3, padding=1)
         self.relu = nn.LeakyReLU(inplace=True)
         self.dropout = nn.Dropout2d(dropout)
         self.pool = nn.MaxPool2d(2, 2)
@@ -136,10 +188,13 @@ class KeypointNet(nn.Module):
         upper = torch.tensor([W - 1, H - 1], dtype=x.dtype, device=x.device).view(1, 2, 1, 1)
         coord = torch.minimum(coord.clamp(min=0), upper)
 
-        feat = self.dropout(self.relu(self.descriptor_in(x)))  # (B, c5, Hc, Wc)
-        if self.upsample_descriptors:
-            feat = torch.cat([self.descriptor_up(feat), skip], dim=1)  # (B, 2 c3, H/4, W/4)
-        feat = self.descriptor_out(self.relu(self.descriptor_mid(feat)))  # (B, D, Hd, Wd)
+        if self.descriptor_head == "light":
+            feat = self.light_descriptor(x, skip)  # (B, D, Hd, Wd)
+        else:
+            feat = self.dropout(self.relu(self.descriptor_in(x)))  # (B, c5, Hc, Wc)
+            if self.upsample_descriptors:
+                feat = torch.cat([self.descriptor_up(feat), skip], dim=1)  # (B, 2 c3, H/4, W/4)
+            feat = self.descriptor_out(self.relu(self.descriptor_mid(feat)))  # (B, D, Hd, Wd)
         desc = F.normalize(feat, dim=1)
         return {"score": score, "coord": coord, "desc": desc}
 

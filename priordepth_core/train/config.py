@@ -16,6 +16,7 @@ from typing import Any
 from ..config_schema import ConfigError, Range, check_fields, load, merge, one_of, ranged, to_dict
 from ..data.match_cache import KEYPOINT_METHODS
 from ..data.registry import READERS
+from ..models.keypoint_net import DESCRIPTOR_HEADS
 from ..pose import POSE_SOURCE_NAMES, SOURCES_NEEDING_MATCH_CACHE
 
 # The dataset kinds are the readers registry's names: a reader registered there is accepted here too.
@@ -79,6 +80,9 @@ class ModelConfig:
     # Keypoint descriptor dimension and the lite option for the KeypointNet.
     descriptor_dim: int = ranged(256, 1, 4096)
     keypoint_lite: bool = False
+    # KeypointNet descriptor head: kp2d (KP2D's 3x3 convs, the shipped models) or light (1x1 + depthwise convs,
+    # priordepth_core/models/keypoint_net.py); keypoint_init must have the same.
+    keypoint_descriptor_head: str = one_of("kp2d", DESCRIPTOR_HEADS)
     # KeypointNet dropout. KP2D uses 0.2, but with it (and lr 1e-3) the descriptors collapsed to one vector within
     # ~100 steps in our short CPU runs (docs/keypoints.md); 0 kept them apart.
     keypoint_dropout: float = ranged(0.0, 0, 1, high_exclusive=True)

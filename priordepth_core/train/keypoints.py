@@ -10,6 +10,10 @@ so resuming needs no scheduler state.
 The default images are scikit-image's bundled real photographs (see :data:`TRAINING_IMAGES`); more come from image
 folders by argument. The graffiti pair used for evaluation (``homography_graf``) is refused as training data.
 
+``--init FILE`` starts from the weights of another KeypointNet (a keypoint checkpoint, a trainer checkpoint or a
+packed model) wherever name and shape match, and ``--freeze-init`` keeps those fixed: with ``--descriptor-head
+light`` only the new descriptor head then learns (docs/keypoints.md, "Light descriptor head").
+
 Example:
     python -m priordepth_core.train.keypoints --out runs/keypoints/keypoint_net.pt --steps 2000 --lite
 """
@@ -33,7 +37,7 @@ from kornia.filters import gaussian_blur2d
 from tqdm import tqdm
 
 from ..losses.keypoint import KeypointLoss, homography_warp_fn, sample_random_homography, warp_image_homography
-from ..models.keypoint_net import KEYPOINT_CELL, KeypointNet
+from ..models.keypoint_net import DESCRIPTOR_HEADS, KEYPOINT_CELL, KeypointNet
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_atomic
 
 # scikit-image's bundled *real photographs* (no network needed), as (name, loader). Left out on purpose: synthetic
@@ -227,9 +231,44 @@ def learning_rate(step: int, total_steps: int, base_lr: float) -> float:
 
 
 def build_keypoint_net(config: dict[str, Any]) -> KeypointNet:
-    """KeypointNet from a checkpoint's ``config`` (``descriptor_dim``, ``lite``, optional ``dropout``)."""
+    """KeypointNet from a checkpoint's ``config`` (``descriptor_dim``, ``lite``, optional ``dropout`` and
+    ``descriptor_head``, ``"kp2d"`` when absent)."""
     return KeypointNet(descriptor_dim=int(config["descriptor_dim"]), lite=bool(config["lite"]),
-                       dropout=float(config.get("dropout", DEFAULT_DROPOUT)))
+                       dropout=float(config.get("dropout", DEFAULT_DROPOUT)),
+                       descriptor_head=str(config.get("descriptor_head", "kp2d")))
+
+
+def init_from(net: KeypointNet, path: str | Path) -> list[str]:
+    """Copy into ``net`` every tensor of the KeypointNet in ``path`` whose name and shape match; returns their names.
+
+    ``path`` may be a KeypointNet checkpoint, a trainer checkpoint holding a KeypointNet or a packed inference model
+    (fp16 weights are cast to ``net``'s dtype).
+
+    Raises:
+        ValueError: nothing matches (another kind of network).
+    """
+    from ..inference.model_file import load_keypoint_net_file  # lazy: inference imports the training modules
+
+    source, _, _ = load_keypoint_net_file(path)
+    theirs = source.state_dict()
+    ours = net.state_dict()
+    matched = [k for k, v in ours.items() if k in theirs and theirs[k].shape == v.shape]
+    if not matched:
+        raise ValueError(f"{path}: no KeypointNet tensor matches this network")
+    net.load_state_dict({**ours, **{k: theirs[k].to(ours[k].dtype) for k in matched}})
+    return matched
+
+
+def freeze(net: KeypointNet, names: Sequence[str]) -> None:
+    """No gradients for the parameters in ``names``; BatchNorm layers whose parameters are all frozen are put in
+    eval mode (running statistics fixed too). Call after ``net.train()``."""
+    names = set(names)
+    for name, parameter in net.named_parameters():
+        if name in names:
+            parameter.requires_grad_(False)
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d) and not any(p.requires_grad for p in module.parameters()):
+            module.eval()
 
 
 def load_keypoint_net(path: str | Path, device: str | torch.device = "cpu") -> tuple[KeypointNet, dict[str, Any]]:
@@ -251,6 +290,18 @@ def load_keypoint_net(path: str | Path, device: str | torch.device = "cpu") -> t
     except RuntimeError as exc:
         raise ValueError(f"{path} weights do not fit KeypointNet({config}): {exc}") from exc
     return net.to(device).eval(), config
+
+
+def strip_keypoint_checkpoint(checkpoint: str | Path, out: str | Path, half: bool = True) -> int:
+    """Write the weights and config of a training checkpoint alone (no optimiser or generator state; fp16 floats
+    when ``half``, as the packed models hold them), atomically, in the format :func:`load_keypoint_net` and the
+    Pipeline's ``keypoint_checkpoint`` read; returns the file size in bytes."""
+    state = load_checkpoint(checkpoint)
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ValueError(f"{checkpoint} is not a KeypointNet checkpoint (needs 'model' and 'config')")
+    weights = {k: (v.half() if half and v.is_floating_point() else v).clone() for k, v in state["model"].items()}
+    save_atomic({"model": weights, "config": state["config"], "step": int(state.get("step", -1))}, out)
+    return Path(out).stat().st_size
 
 
 def gather_training_images(names: Sequence[str], folders: Sequence[str | Path]) -> tuple[list[str], list[np.ndarray]]:
@@ -275,7 +326,8 @@ def train_keypoint_net(out: str | Path, steps: int, size: tuple[int, int] = DEFA
                        dropout: float = DEFAULT_DROPOUT, seed: int = 0,
                        images: Sequence[np.ndarray] | None = None, image_sources: Sequence[str] | None = None,
                        resume: bool = False, save_every: int = 200, log_every: int = 50,
-                       progress: bool = True) -> dict[str, Any]:
+                       progress: bool = True, descriptor_head: str = "kp2d", init: str | Path | None = None,
+                       freeze_init: bool = False) -> dict[str, Any]:
     """Train KeypointNet by homography adaptation and save it atomically to ``out``.
 
     Args:
@@ -292,6 +344,9 @@ def train_keypoint_net(out: str | Path, steps: int, size: tuple[int, int] = DEFA
         resume: continue from ``out``; the model and data options then come from the checkpoint.
         save_every, log_every: intervals in steps (0 disables intermediate saves / log lines).
         progress: show a tqdm bar.
+        descriptor_head: KeypointNet's descriptor head (``"kp2d"`` or ``"light"``).
+        init: start from the matching weights of this KeypointNet file (:func:`init_from`).
+        freeze_init: keep the weights taken from ``init`` fixed (only the others train).
 
     Returns:
         ``{"step", "config", "history"}``: history holds ``(step, mean loss, mean metrics)`` per log interval.
@@ -300,6 +355,10 @@ def train_keypoint_net(out: str | Path, steps: int, size: tuple[int, int] = DEFA
         FileNotFoundError: ``resume`` without a checkpoint at ``out``.
         ValueError: bad options, or a resumed checkpoint of another kind.
     """
+    if descriptor_head not in DESCRIPTOR_HEADS:
+        raise ValueError(f"unknown descriptor_head {descriptor_head!r}; choose from {', '.join(DESCRIPTOR_HEADS)}")
+    if freeze_init and not init:
+        raise ValueError("freeze_init needs init (the weights to keep fixed)")
     if steps < 1 or batch < 1 or lr <= 0 or save_every < 0 or log_every < 0:
         raise ValueError(f"need steps >= 1, batch >= 1, lr > 0 and non-negative intervals, got steps={steps}, "
                          f"batch={batch}, lr={lr}, save_every={save_every}, log_every={log_every}")
@@ -313,6 +372,8 @@ def train_keypoint_net(out: str | Path, steps: int, size: tuple[int, int] = DEFA
         size, batch, lite, descriptor_dim, lr, dropout, seed = (
             tuple(saved["size"]), saved["batch"], saved["lite"], saved["descriptor_dim"], saved["lr"],
             saved["dropout"], saved["seed"])
+        descriptor_head, init, freeze_init = (saved.get("descriptor_head", "kp2d"), saved.get("init") or None,
+                                              bool(saved.get("freeze_init", False)))
         image_sources = saved["images"] if image_sources is None else image_sources
     if images is None:
         image_sources, images = gather_training_images(TRAINING_IMAGES, [])
@@ -322,12 +383,27 @@ def train_keypoint_net(out: str | Path, steps: int, size: tuple[int, int] = DEFA
 
     config = {"descriptor_dim": int(descriptor_dim), "lite": bool(lite), "upsample_descriptors": True,
               "size": [int(size[0]), int(size[1])], "batch": int(batch), "lr": float(lr), "dropout": float(dropout),
-              "seed": int(seed), "steps": int(steps), "images": image_sources}
+              "seed": int(seed), "steps": int(steps), "images": image_sources, "descriptor_head": str(descriptor_head),
+              "init": str(init) if init else "", "freeze_init": bool(freeze_init)}
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     sampler = HomographyPairSampler(images, tuple(size), generator)
     net = build_keypoint_net(config)
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    initialised: list[str] = []
+    if state is not None:
+        initialised = list(state.get("initialised", []))
+    elif init:
+        initialised = init_from(net, init)
+        new = sorted({k.rsplit(".", 1)[0] for k in net.state_dict() if k not in initialised})
+        print(f"initialised {len(initialised)} of {len(net.state_dict())} tensors from {init}; "
+              f"new: {', '.join(new) or 'none'}", flush=True)
+    net.train()
+    if freeze_init:
+        freeze(net, initialised)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError("every parameter is frozen: --init covers the whole network")
+    optimizer = torch.optim.Adam(trainable, lr=lr)
     loss_fn = KeypointLoss()
     step = 0
     if state is not None:
@@ -336,11 +412,11 @@ def train_keypoint_net(out: str | Path, steps: int, size: tuple[int, int] = DEFA
         generator.set_state(state["generator"])
         restore_rng_state(state["rng"])
         step = int(state["step"])
-    net.train()
 
     def save() -> None:
         save_atomic({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "config": config, "step": step,
-                     "generator": generator.get_state(), "rng": capture_rng_state()}, out)
+                     "generator": generator.get_state(), "rng": capture_rng_state(), "initialised": initialised},
+                    out)
 
     history: list[dict[str, Any]] = []
     window: dict[str, list[float]] = {}
@@ -402,6 +478,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=None, help="images per step (default 4)")
     parser.add_argument("--lite", action="store_true", default=None, help="half-width KeypointNet")
     parser.add_argument("--descriptor-dim", type=int, default=None, help="descriptor length (default 256)")
+    parser.add_argument("--descriptor-head", choices=DESCRIPTOR_HEADS, default=None,
+                        help="descriptor head: kp2d (KP2D's 3x3 convs, default) or light (1x1 + depthwise)")
+    parser.add_argument("--init", default=None, metavar="FILE",
+                        help="start from the matching weights (name and shape) of this KeypointNet: a keypoint or "
+                        "trainer checkpoint or a packed model, e.g. priordepth_core/assets/priordepth_indoor.pt")
+    parser.add_argument("--freeze-init", action="store_true", default=None,
+                        help="keep the weights taken from --init fixed (e.g. train only a new descriptor head)")
     parser.add_argument("--lr", type=float, default=None, help=f"Adam learning rate (default {DEFAULT_LR:g})")
     parser.add_argument("--dropout", type=float, default=None,
                         help=f"Dropout2d probability while training (default {DEFAULT_DROPOUT:g}; KP2D 0.2)")
@@ -418,10 +501,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     chosen = {"size": args.size, "batch": args.batch, "lite": args.lite, "descriptor_dim": args.descriptor_dim,
-              "lr": args.lr, "dropout": args.dropout, "seed": args.seed}
+              "lr": args.lr, "dropout": args.dropout, "seed": args.seed, "descriptor_head": args.descriptor_head,
+              "init": args.init, "freeze_init": args.freeze_init}
     try:
         if args.resume:
             saved = load_checkpoint(args.out)["config"]
+            saved = {"descriptor_head": "kp2d", "init": "", "freeze_init": False, **saved}
             clashes = [f"{key}={value} (checkpoint: {saved[key]})" for key, value in chosen.items()
                        if value is not None and (list(value) if key == "size" else value) != saved[key]]
             if clashes:
@@ -435,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             sources, images = gather_training_images([] if args.no_skimage else TRAINING_IMAGES, args.images)
         defaults = {"size": DEFAULT_SIZE, "batch": 4, "lite": False, "descriptor_dim": 256, "lr": DEFAULT_LR,
-                    "dropout": DEFAULT_DROPOUT, "seed": 0}
+                    "dropout": DEFAULT_DROPOUT, "seed": 0, "descriptor_head": "kp2d", "init": None,
+                    "freeze_init": False}
         options = {key: defaults[key] if value is None else value for key, value in chosen.items()}
         print(f"training on {len(images)} images: {', '.join(sources)}", flush=True)
         result = train_keypoint_net(args.out, args.steps, images=images, image_sources=sources, resume=args.resume,

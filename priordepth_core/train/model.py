@@ -54,7 +54,8 @@ class DepthPoseModel(nn.Module):
         self.needs_keypoints = ((any(s.needs_matches for s in sources) and not self.cached_matches)
                                 or config.loss.keypoint_weight > 0)
         self.keypoint_net = (KeypointNet(descriptor_dim=mc.descriptor_dim, lite=mc.keypoint_lite,
-                                         dropout=mc.keypoint_dropout) if self.needs_keypoints else None)
+                                         dropout=mc.keypoint_dropout, descriptor_head=mc.keypoint_descriptor_head)
+                             if self.needs_keypoints else None)
         if self.keypoint_net is not None and mc.keypoint_init:
             self._load_keypoint_init(mc.keypoint_init)
         if self.keypoint_net is not None and mc.keypoint_frozen:
@@ -66,10 +67,13 @@ class DepthPoseModel(nn.Module):
     def _load_keypoint_init(self, path: str) -> None:
         pretrained, kp_config = load_keypoint_net(path)
         mc = self.config.model
-        if int(kp_config["descriptor_dim"]) != mc.descriptor_dim or bool(kp_config["lite"]) != mc.keypoint_lite:
+        head = kp_config.get("descriptor_head", "kp2d")
+        if (int(kp_config["descriptor_dim"]) != mc.descriptor_dim or bool(kp_config["lite"]) != mc.keypoint_lite
+                or head != mc.keypoint_descriptor_head):
             raise ValueError(f"model.keypoint_init {path} has descriptor_dim={kp_config['descriptor_dim']}, "
-                             f"lite={kp_config['lite']} but the config asks for descriptor_dim={mc.descriptor_dim}, "
-                             f"keypoint_lite={mc.keypoint_lite}")
+                             f"lite={kp_config['lite']}, descriptor_head={head} but the config asks for "
+                             f"descriptor_dim={mc.descriptor_dim}, keypoint_lite={mc.keypoint_lite}, "
+                             f"keypoint_descriptor_head={mc.keypoint_descriptor_head}")
         self.keypoint_net.load_state_dict(pretrained.state_dict())
 
     def train(self, mode: bool = True) -> DepthPoseModel:
