@@ -15,8 +15,9 @@ sequence (car motion, exact scene) at the input size, batch 1, the network input
 ``--warmup`` frames are not timed; the table gives the median over the remaining frames (at least 50 by default) of
 each stage's milliseconds (preprocess, depth, keypoints, matching, pose; scale is 0 in the default relative mode)
 and of the end-to-end time, the FPS it implies, and the process's peak resident memory (peak CUDA memory too on a
-GPU). With concurrent networks the depth and keypoint stages overlap, so the stages no longer add up to the total.
-A backend that cannot run here (TensorRT without CUDA) is listed with the reason.
+GPU), and the depth's abs_rel against the exact rendered depth (median-scaled, every frame, 1e-3-80 m: the accuracy
+each backend and precision keeps). With concurrent networks the depth and keypoint stages overlap, so the stages no
+longer add up to the total. A backend that cannot run here (TensorRT without CUDA) is listed with the reason.
 """
 
 from __future__ import annotations
@@ -40,14 +41,14 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def render_frames(width: int, height: int, count: int, seed: int = 901):
-    """``count`` frames of the synthetic street at ``width`` x ``height``: (rgb list, K, stamps)."""
+    """``count`` frames of the synthetic street at ``width`` x ``height``: (rgb list, K, stamps, exact depth list)."""
     from priordepth_core.data.synthetic import Renderer, SequenceSpec, make_sequence
     from priordepth_core.data.synthetic.sequence import render_frames as render
 
     sequence = make_sequence(SequenceSpec("street", "car", count, width, height, seed))
     with Renderer(width, height) as renderer:
-        frames = [rgb for _, rgb, _ in render(sequence, renderer)]
-    return frames, sequence.K, sequence.trajectory.stamps
+        rendered = [(rgb, depth) for _, rgb, depth in render(sequence, renderer)]
+    return [r for r, _ in rendered], sequence.K, sequence.trajectory.stamps, [d for _, d in rendered]
 
 
 def peak_rss_mib() -> float:
@@ -64,13 +65,14 @@ def worker(args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
 
+    from priordepth_core.evaluate.depth_metrics import compute_depth_metrics
     from priordepth_core.inference import BackendUnavailableError, Pipeline, PipelineConfig
     from priordepth_core.inference.config import resolve_precision
 
     width, height = parse_size(args.size)
     torch.set_num_threads(args.thread_count)
     with np.load(args.frames_file) as data:
-        frames, K, stamps = list(data["frames"]), data["K"], data["stamps"]
+        frames, K, stamps, depths = list(data["frames"]), data["K"], data["stamps"], list(data["depths"])
     if args.backend == "orb":
         return orb_worker(frames, K, args.warmup)
     config = PipelineConfig(backend=args.backend, device=args.device, input_height=height, input_width=width,
@@ -86,9 +88,11 @@ def worker(args: argparse.Namespace) -> dict:
         torch.cuda.reset_peak_memory_stats()
     timings = {stage: [] for stage in STAGES}
     states = []
-    for index, (rgb, stamp) in enumerate(zip(frames, stamps)):
+    abs_rel = []
+    for index, (rgb, stamp, depth_true) in enumerate(zip(frames, stamps, depths)):
         result = pipeline.process(rgb, K, float(stamp))
         states.append(result.tracking_state.value)
+        abs_rel.append(compute_depth_metrics(depth_true, result.depth, crop=None)["abs_rel"])
         if index >= args.warmup:
             for stage in STAGES:
                 timings[stage].append(result.timings_ms[stage])
@@ -97,7 +101,7 @@ def worker(args: argparse.Namespace) -> dict:
            "precision": precision,
            "peak_rss_mib": peak_rss_mib(),
            "tracking_ok": states.count("ok"), "frames": len(states),
-           "total_p90_ms": float(np.percentile(timings["total"], 90))}
+           "total_p90_ms": float(np.percentile(timings["total"], 90)), "abs_rel": float(np.mean(abs_rel))}
     if torch.cuda.is_available():
         out["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
     return out
@@ -143,7 +147,7 @@ def orb_worker(frames: list, K, warmup: int) -> dict:
           "total": total}
     return {"ms": ms, "fps": 1000.0 / total, "frames_timed": len(timings), "precision": "-",
             "peak_rss_mib": peak_rss_mib(), "tracking_ok": tracked, "frames": len(frames),
-            "total_p90_ms": float(np.percentile([t[2] for t in timings], 90))}
+            "total_p90_ms": float(np.percentile([t[2] for t in timings], 90)), "abs_rel": float("nan")}
 
 
 def run_configuration(args: argparse.Namespace, backend: str, precision: str, pose_source: str, size: str,
@@ -214,16 +218,16 @@ def main() -> int:
           f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"{args.frames - args.warmup} timed frames after {args.warmup} warm-up frames, batch 1, median ms\n")
     header = ("| backend | precision | pose source | input | threads | concurrent | " + " | ".join(STAGES[:-1]) +
-              " | total ms | FPS | p90 total ms | peak RSS MiB | tracked ok |")
+              " | total ms | FPS | p90 total ms | peak RSS MiB | tracked ok | depth abs_rel |")
     print(header)
     print("|" + " --- |" * (header.count("|") - 1))
     # Frames are rendered here, once per size, so that the renderer's memory is not counted in the workers' peak.
     with tempfile.TemporaryDirectory(prefix="priordepth-bench-") as folder:
         frame_files = {}
         for size in args.sizes:
-            frames, K, stamps = render_frames(*parse_size(size), args.frames)
+            frames, K, stamps, depths = render_frames(*parse_size(size), args.frames)
             frame_files[size] = os.path.join(folder, f"{size}.npz")
-            np.savez(frame_files[size], frames=np.stack(frames), K=K, stamps=stamps)
+            np.savez(frame_files[size], frames=np.stack(frames), K=K, stamps=stamps, depths=np.stack(depths))
         for backend in args.backends:
             for precision in backend_precisions(backend, args.precisions, args.device):
                 for pose_source in args.pose_sources:
@@ -274,7 +278,8 @@ def print_row(backend: str, size: str, threads: int, concurrent: str, pose_sourc
         memory += f" (CUDA {result['peak_cuda_mib']:.0f})"
     print(f"| {backend} | {result['precision']} | {pose_source} | {size} | {threads} | {concurrent} | {cells} | "
           f"{ms['total']:.1f} | {result['fps']:.1f} | {result['total_p90_ms']:.1f} | {memory} | "
-          f"{result['tracking_ok']}/{result['frames']} |", flush=True)
+          f"{result['tracking_ok']}/{result['frames']} | "
+          f"{'-' if result['abs_rel'] != result['abs_rel'] else format(result['abs_rel'], '.4f')} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..inference.model_file import INFERENCE_MODEL_FORMAT, load_keypoint_net_file
 from ..train.checkpoint import load_checkpoint
 from ..train.keypoints import load_keypoint_net, skimage_photo
 from .keypoint_eval import (
@@ -43,8 +44,6 @@ def load_keypoint_detector(path: str | Path, top_k: int = 1000, nms_radius: int 
         FileNotFoundError: the file is missing.
         ValueError: the file is not a KeypointNet checkpoint, or its weights do not fit its config.
     """
-    from ..inference.model_file import INFERENCE_MODEL_FORMAT, load_keypoint_net_file  # lazy: a heavier package
-
     state = load_checkpoint(path, map_location="cpu")
     if isinstance(state, dict) and state.get("format") == INFERENCE_MODEL_FORMAT:
         net = load_keypoint_net_file(path)[0].to(device)

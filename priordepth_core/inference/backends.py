@@ -132,8 +132,10 @@ def ort_providers(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def int8_graph_bytes(fp32_model: bytes, input_size: tuple[int, int], cache_key: str | None) -> bytes:
-    """The Conv-only INT8 QDQ model of ``fp32_model`` (quantize.py); cached like the FP32 graphs."""
+def int8_graph_bytes(fp32_model: bytes, input_size: tuple[int, int], cache_key: str | None,
+                     quantised_convs: int | None = None) -> bytes:
+    """The Conv-only INT8 QDQ model of ``fp32_model`` (quantize.py; only its first ``quantised_convs`` Convs when
+    given); cached like the FP32 graphs."""
     path = None
     if cache_key is not None:
         path = onnx_cache_dir() / (f"{cache_key}-{input_size[0]}x{input_size[1]}-torch{torch.__version__}-"
@@ -142,7 +144,7 @@ def int8_graph_bytes(fp32_model: bytes, input_size: tuple[int, int], cache_key: 
             return path.read_bytes()
     log.info("quantising a graph to INT8 at %dx%d (once; cached in %s)", input_size[1], input_size[0],
              onnx_cache_dir() if path is not None else "memory only")
-    data = quantize_onnx(fp32_model, photo_batches(CALIBRATION_PHOTOS, input_size))
+    data = quantize_onnx(fp32_model, photo_batches(CALIBRATION_PHOTOS, input_size), quantised_convs)
     if path is not None:
         _write_cache(path, data)
     return data
@@ -159,6 +161,10 @@ def _write_cache(path: Path, data: bytes) -> None:
         pass
 
 
+def _count_convs(module: nn.Module) -> int:
+    return sum(isinstance(layer, nn.Conv2d) for layer in module.modules())
+
+
 class OnnxGraphBackend(NetworkBackend):
     """A runtime of the two exported ONNX graphs, FP32 or INT8 (each INT8 graph gated by its parity with FP32).
 
@@ -166,7 +172,7 @@ class OnnxGraphBackend(NetworkBackend):
     names what each graph runs in and ``parity`` holds the INT8 parity results (quantize.ParityResult).
     """
 
-    supported_precisions: tuple[str, ...] = ("fp32", "int8")
+    supported_precisions: tuple[str, ...] = ("fp32", "int8", "int8_keypoints")
 
     def __init__(self, model: InferenceModel, input_size: tuple[int, int], precision: str, use_cache: bool):
         super().__init__(input_size)
@@ -182,10 +188,12 @@ class OnnxGraphBackend(NetworkBackend):
             fp32 = onnx_graph_bytes(graph, self.input_size, outputs, None if key is None else f"{key}-{name}")
             fp32_runner = self._compile(fp32)
             self.runners[name], self.precisions[name] = fp32_runner, "fp32"
-            if precision != "int8":
+            if precision == "fp32" or (precision == "int8_keypoints" and name != "keypoints"):
                 continue
+            # DepthNet: the encoder only (quantize.py says why).
+            quantised_convs = _count_convs(model.depth_net.encoder) if name == "depth" else None
             int8_runner = self._compile(int8_graph_bytes(fp32, self.input_size,
-                                                         None if key is None else f"{key}-{name}"))
+                                                         None if key is None else f"{key}-{name}", quantised_convs))
             parity = int8_parity(name, fp32_runner, int8_runner, self.input_size)
             self.parity[name] = parity
             if parity.passed:
@@ -221,7 +229,7 @@ class OnnxRuntimeBackend(OnnxGraphBackend):
                  num_threads: int = 0, use_cache: bool = True, precision: str = "fp32"):
         self.providers = ort_providers(device)
         self.options = ort_session_options(num_threads)
-        if precision == "int8" and device != "cpu":
+        if precision.startswith("int8") and device != "cpu":
             raise ValueError("onnxruntime INT8 runs on the CPU; use precision fp32 with device cuda")
         super().__init__(model, input_size, precision, use_cache)
 

@@ -20,9 +20,9 @@ PIPELINE_POSE_SOURCES = tuple(name for name in POSE_SOURCE_NAMES if name not in 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 SCALE_MODES = ("relative", "camera_height")
 LOST_MOTIONS = ("hold", "constant_velocity")
-PRECISIONS = ("auto", "fp32", "fp16", "int8")
-BACKEND_PRECISIONS = {"torch": ("fp32", "fp16"), "onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "int8"),
-                      "tensorrt": ("fp16", "fp32")}
+PRECISIONS = ("auto", "fp32", "fp16", "int8", "int8_keypoints")
+BACKEND_PRECISIONS = {"torch": ("fp32", "fp16"), "onnxruntime": ("fp32", "int8", "int8_keypoints"),
+                      "openvino": ("fp32", "int8", "int8_keypoints"), "tensorrt": ("fp16", "fp32")}
 # What "auto" picks (benchmarks/pipeline.py): INT8 where it passes parity on the CPU, FP16 on TensorRT.
 AUTO_PRECISION = {"torch": "fp32", "onnxruntime": "int8", "openvino": "int8", "tensorrt": "fp16"}
 
@@ -133,7 +133,9 @@ class PipelineConfig:
     concurrent_networks: bool = False
     # Network precision: "auto" = INT8 for openvino and onnxruntime on the CPU (Conv-only static quantisation, used
     # only where it passes the parity check against FP32, inference/quantize.py), FP16 for tensorrt, FP32 for torch;
-    # or "fp32", "fp16" (tensorrt, torch on CUDA), "int8" (openvino, onnxruntime).
+    # or "fp32", "fp16" (tensorrt, torch on CUDA), "int8" (openvino, onnxruntime: KeypointNet and DepthNet's encoder;
+    # its decoder stays FP32), "int8_keypoints" (only KeypointNet in INT8: the FP32 depth, 29.9 instead of 32.8 FPS
+    # at 320x96; docs/odometry.md).
     precision: str = one_of("auto", PRECISIONS)
     # A separate KeypointNet checkpoint (python -m priordepth_core.train.keypoints) for a depth-only checkpoint.
     keypoint_checkpoint: str = ""

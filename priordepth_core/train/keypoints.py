@@ -247,16 +247,28 @@ def init_from(net: KeypointNet, path: str | Path) -> list[str]:
     Raises:
         ValueError: nothing matches (another kind of network).
     """
-    from ..inference.model_file import load_keypoint_net_file  # lazy: inference imports the training modules
-
-    source, _, _ = load_keypoint_net_file(path)
-    theirs = source.state_dict()
+    theirs = _keypoint_tensors(path)
     ours = net.state_dict()
     matched = [k for k, v in ours.items() if k in theirs and theirs[k].shape == v.shape]
     if not matched:
         raise ValueError(f"{path}: no KeypointNet tensor matches this network")
     net.load_state_dict({**ours, **{k: theirs[k].to(ours[k].dtype) for k in matched}})
     return matched
+
+
+def _keypoint_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """The KeypointNet tensors of a packed model (``keypoint_net``), a trainer checkpoint (``model`` entries under
+    ``keypoint_net.``) or a KeypointNet checkpoint (``model``). Read here, not through inference.model_file: the
+    training layer does not import the inference layer."""
+    state = load_checkpoint(path)
+    if isinstance(state, dict) and isinstance(state.get("keypoint_net"), dict):
+        return state["keypoint_net"]
+    model = state.get("model") if isinstance(state, dict) else None
+    if isinstance(model, dict):
+        prefix = "keypoint_net."
+        nested = {key[len(prefix):]: value for key, value in model.items() if key.startswith(prefix)}
+        return nested or model
+    raise ValueError(f"{path}: holds no KeypointNet (a packed model, trainer or KeypointNet checkpoint)")
 
 
 def freeze(net: KeypointNet, names: Sequence[str]) -> None:

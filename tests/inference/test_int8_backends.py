@@ -14,7 +14,7 @@ from priordepth_core.inference import backends as backends_module
 from priordepth_core.inference.backends import OnnxRuntimeBackend, OpenVinoBackend, TorchBackend, onnx_cache_dir
 from priordepth_core.inference.config import resolve_precision
 from priordepth_core.inference.model_file import model_path
-from priordepth_core.inference.quantize import ParityResult, judge, keypoint_parity, photo_batches
+from priordepth_core.inference.quantize import QUANTISATION_RECIPE, ParityResult, judge, keypoint_parity, photo_batches
 
 pytest.importorskip("openvino")
 
@@ -71,7 +71,7 @@ def test_shipped_model_int8_passes_parity_and_keeps_depth_and_keypoints(backend_
     int8 = backend_class(shipped_driving, (96, 320), num_threads=1, precision="int8")
     assert int8.precisions == {"depth": "int8", "keypoints": "int8"}
     assert all(result.passed for result in int8.parity.values())
-    assert list(onnx_cache_dir().glob("*-96x320-*qdq-conv-minmax-v1.onnx")), "the INT8 graphs are cached"
+    assert list(onnx_cache_dir().glob(f"*-96x320-*{QUANTISATION_RECIPE}.onnx")), "the INT8 graphs are cached"
     reference = TorchBackend(shipped_driving, (96, 320))
     _, rendered = street_sequence
     abs_rel = {"fp32": [], "int8": []}
@@ -128,3 +128,16 @@ def test_default_pipeline_runs_openvino_int8(plane_sequence_frames):
     assert all(np.isfinite(r.depth).mean() > 0.99 for r in results)
     assert results[-1].num_inliers > 20
 
+
+
+def test_int8_keypoints_keeps_the_depth_in_fp32(tiny_model_path, monkeypatch):
+    passing = ParityResult({"depth_median_rel_diff": 0.0}, ())
+    monkeypatch.setattr(backends_module, "int8_parity", lambda *args, **kwargs: passing)
+    model = load_inference_model(tiny_model_path)
+    backend = OpenVinoBackend(model, (64, 96), num_threads=1, precision="int8_keypoints")
+    assert backend.precisions == {"depth": "fp32", "keypoints": "int8"} and set(backend.parity) == {"keypoints"}
+    image = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(backend.depth(image), TorchBackend(model, (64, 96)).depth(image), rtol=1e-4, atol=1e-5)
+    assert resolve_precision("torch", "auto") == "fp32"
+    with pytest.raises(ConfigError, match="backend 'torch' runs precision fp32 or fp16"):
+        PipelineConfig(backend="torch", precision="int8_keypoints").validate()
