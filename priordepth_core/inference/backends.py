@@ -240,6 +240,19 @@ class OnnxRuntimeBackend(OnnxGraphBackend):
         return lambda array: session.run(None, {IMAGE_NAME: array})
 
 
+_OPENVINO_CORE = None
+
+
+def _openvino_core(openvino):
+    """One ``openvino.Core`` per process, shared by every backend: each Core loads its own CPU plugin and thread pool,
+    and creating and dropping many of them in one process (a test run builds dozens of pipelines) ended in a
+    segmentation fault."""
+    global _OPENVINO_CORE
+    if _OPENVINO_CORE is None:
+        _OPENVINO_CORE = openvino.Core()
+    return _OPENVINO_CORE
+
+
 class OpenVinoBackend(OnnxGraphBackend):
     """OpenVINO on the CPU: the same ONNX graphs, compiled for latency (FP32 kernels, or INT8 ones for the QDQ
     graph). The fastest measured runtime here (benchmarks/pipeline.py, docs/odometry.md)."""
@@ -256,7 +269,7 @@ class OpenVinoBackend(OnnxGraphBackend):
         except ImportError as exc:
             raise BackendUnavailableError("backend 'openvino' needs the openvino package "
                                           "(pip install openvino)") from exc
-        self.core = openvino.Core()
+        self.core = _openvino_core(openvino)
         # The compiled model runs single requests; f32 inference precision keeps FP32 graphs in FP32 on CPUs with
         # bf16 units (OpenVINO would otherwise lower them to bf16 and fail the FP32 reference).
         self.compile_config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
