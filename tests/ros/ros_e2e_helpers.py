@@ -25,3 +25,11 @@ def replay_command(bag: Path, rate: float, image_topic: str, camera_info_topic: 
     return [sys.executable, "-m", "rosbag_tools", "play", str(bag), "--rate", str(rate), "--topics", "/camera/image",
             "/camera/camera_info", "--remap", f"/camera/image:={image_topic}",
             f"/camera/camera_info:={camera_info_topic}", "--wait-for", *wait_for, "--delay", "1.0"]
+
+
+def latest_totals(diagnostics: list) -> dict[str, int]:
+    """The integer values of the node's latest diagnostics report (DiagnosticArray messages received), by key."""
+    if not diagnostics:
+        return {}
+    values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
+    return {key: int(value) for key, value in values.items() if value.isdigit()}

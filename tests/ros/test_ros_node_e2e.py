@@ -26,7 +26,7 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy (the ros-jazzy wheels) is not
 pytest.importorskip("std_srvs.srv", reason="std_srvs (ros-jazzy-std-srvs) is not installed")
 pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs is not built into this environment (make ros-interfaces)")
 
-from ros_e2e_helpers import replay_command, spin_until  # noqa: E402
+from ros_e2e_helpers import latest_totals, replay_command, spin_until  # noqa: E402
 from rosbags.highlevel import AnyReader  # noqa: E402
 
 from priordepth_ros.conversions import (  # noqa: E402
@@ -179,7 +179,7 @@ def run_session(bag: Path, environment: dict[str, str], tmp_path: Path) -> Sessi
         last_stamp = session.image_stamps_ns[-1]
 
         def settled() -> bool:  # the last frame is processed and every output of every frame has arrived
-            processed = latest_totals(session).get("frames processed")
+            processed = latest_totals(session.received["/diagnostics"]).get("frames processed")
             return (any(stamp_to_nanoseconds(m.header.stamp) == last_stamp for m in depth)
                     and all(len(session.received[topic]) == processed for topic in PER_FRAME_OUTPUTS)
                     and all(last_stamp in stamps(session.received[topic]) for topic in PICTURES))
@@ -203,14 +203,6 @@ def run_session(bag: Path, environment: dict[str, str], tmp_path: Path) -> Sessi
         rclpy.shutdown(context=context)
     return session
 
-
-def latest_totals(session: Session) -> dict[str, int]:
-    """The integer values of the node's latest diagnostics report, by key."""
-    reports = session.received["/diagnostics"]
-    if not reports:
-        return {}
-    values = {kv.key: kv.value for kv in reports[-1].status[0].values}
-    return {key: int(value) for key, value in values.items() if value.isdigit()}
 
 
 @pytest.fixture(scope="module")
@@ -354,7 +346,7 @@ def test_diagnostics_report_rates_latency_and_counts(session):
     assert 0.5 < np.median(rates) <= 10.0 * PLAY_RATE * 1.5  # never more than the input rate
     assert all(float(values["pipeline total (ms)"]) > 0 for values in busy)
     assert all(0 < float(values["node overhead, conversion + publishing (ms)"]) < 100 for values in busy)
-    totals = latest_totals(session)
+    totals = latest_totals(session.received["/diagnostics"])
     assert totals["frames processed"] == len(session.received["/priordepth/depth"])
     # Every frame received is accounted for: processed, superseded by a newer one, rejected, or out of order.
     assert totals["frames received"] == (totals["frames processed"] + totals["frames dropped, superseded by a newer "
@@ -363,7 +355,7 @@ def test_diagnostics_report_rates_latency_and_counts(session):
 
 
 def test_bad_messages_are_skipped_and_processing_continues(session):
-    totals = latest_totals(session)
+    totals = latest_totals(session.received["/diagnostics"])
     # The three malformed images are refused on arrival; the four well-formed but unusable ones are refused by the
     # worker unless a newer frame replaced them while it was busy.
     assert 3 < totals["frames rejected, bad input"] <= session.burst_size

@@ -30,7 +30,7 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy (the ros-jazzy wheels) is not
 pytest.importorskip("std_srvs.srv", reason="std_srvs (ros-jazzy-std-srvs) is not installed")
 pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs is not built into this environment (make ros-interfaces)")
 
-from ros_e2e_helpers import replay_command, spin_until  # noqa: E402
+from ros_e2e_helpers import latest_totals, replay_command, spin_until  # noqa: E402
 from rosbags.highlevel import AnyReader  # noqa: E402
 
 from priordepth_ros.conversions import image_to_depth, stamp_to_nanoseconds, stamp_to_seconds  # noqa: E402
@@ -156,7 +156,7 @@ def run_session(bag: Path, model: Path, environment: dict[str, str], tmp_path: P
         session.player_returncode = player.returncode
 
         def settled() -> bool:  # every frame received is accounted for and every depth image has arrived
-            totals = latest_totals(session)
+            totals = latest_totals(session.received["/diagnostics"])
             handled = sum(totals.get(key, 0) for key in DROP_KEYS) + totals.get("frames processed", 0)
             return (totals.get("frames received", 0) >= FRAMES and handled == totals["frames received"]
                     and len(session.received[DEPTH_TOPIC]) >= totals["frames processed"]
@@ -188,14 +188,6 @@ DROP_KEYS = ("frames dropped, superseded by a newer frame", "frames dropped, old
              "frames rejected, bad input", "frames dropped, stamp not newer than the previous frame",
              "pipeline errors")
 
-
-def latest_totals(session: Session) -> dict[str, int]:
-    """The integer values of the node's latest diagnostics report, by key."""
-    reports = session.received["/diagnostics"]
-    if not reports:
-        return {}
-    values = {kv.key: kv.value for kv in reports[-1].status[0].values}
-    return {key: int(value) for key, value in values.items() if value.isdigit()}
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +225,7 @@ def test_node_loads_the_trained_model_runs_through_the_replay_and_exits_cleanly_
 
 
 def test_every_bag_frame_gives_exactly_one_depth_image(session):
-    totals = latest_totals(session)
+    totals = latest_totals(session.received["/diagnostics"])
     assert totals["frames received"] == FRAMES, totals
     assert totals["frames processed"] == FRAMES, totals
     assert all(totals[key] == 0 for key in DROP_KEYS), totals
