@@ -67,7 +67,6 @@ def worker(args: argparse.Namespace) -> dict:
 
     from priordepth_core.evaluate.depth_metrics import compute_depth_metrics
     from priordepth_core.inference import BackendUnavailableError, Pipeline, PipelineConfig
-    from priordepth_core.inference.config import resolve_precision
 
     width, height = parse_size(args.size)
     torch.set_num_threads(args.thread_count)
@@ -82,8 +81,7 @@ def worker(args: argparse.Namespace) -> dict:
         pipeline = Pipeline(config, args.checkpoint)
     except BackendUnavailableError as exc:
         return {"error": str(exc)}
-    describe = getattr(pipeline.backend, "describe", None)
-    precision = describe() if describe else resolve_precision(args.backend, args.precision, args.device)
+    precision = pipeline.network_precision()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     timings = {stage: [] for stage in STAGES}
